@@ -1,0 +1,23 @@
+//! The backends: each file implements one contract of [`tier`](crate::tier)
+//! and knows nothing of the others or of [`TwoTier`](crate::TwoTier).
+//!
+//! | type | tier | feature |
+//! |---|---|---|
+//! | [`NoCache`] | L1 | always |
+//! | `MokaCache` | L1 | `moka` |
+//! | `MiniMokaCache` | L1 | `mini-moka` |
+//! | [`MemoryStore`] | L2 | always |
+
+pub mod memory;
+#[cfg(feature = "mini-moka")]
+pub mod mini_moka;
+#[cfg(feature = "moka")]
+pub mod moka;
+pub mod no_cache;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "mini-moka")]
+pub use mini_moka::MiniMokaCache;
+#[cfg(feature = "moka")]
+pub use moka::MokaCache;
+pub use no_cache::NoCache;
