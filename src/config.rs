@@ -62,7 +62,7 @@ pub struct RedisTokenConfig {
     pub local_ttl: Duration,
     /// How long the guarded path (`TwoTier::once`) holds a token while its work
     /// runs, before committing it to `ttl`. If the process dies mid-work the
-    /// token becomes free again after this long. At most `ttl`.
+    /// token becomes free again after this long. Capped at `ttl`.
     pub lease: Duration,
     /// Time limit for one store operation (reserve, commit, release).
     pub operation_timeout: Duration,
@@ -128,21 +128,12 @@ impl RedisTokenConfig {
     ///
     /// [`Error::InvalidConfig`] naming the field when a duration is zero (or
     /// under 1 ms where milliseconds are sent to the store) or over ten years,
-    /// when `lease` exceeds `ttl`, when `key_prefix` is empty or contains
+    /// when `key_prefix` is empty or contains
     /// whitespace, or when `local_cache_capacity` or `max_token_len` is zero.
     pub fn validate(&self) -> Result<()> {
         let ms = Duration::from_millis(1);
         check_duration("ttl", self.ttl, ms)?;
         check_duration("lease", self.lease, ms)?;
-        if self.lease > self.ttl {
-            return Err(invalid(
-                "lease",
-                format!(
-                    "is {:?}, longer than `ttl` ({:?}); a lease must not outlive the reservation",
-                    self.lease, self.ttl
-                ),
-            ));
-        }
         check_duration("local_ttl", self.local_ttl, Duration::ZERO)?;
         check_duration("operation_timeout", self.operation_timeout, ms)?;
         check_duration("connect_timeout", self.connect_timeout, ms)?;
@@ -220,6 +211,13 @@ mod tests {
     fn defaults_are_valid_and_match_the_readme() {
         let c = RedisTokenConfig::default();
         c.validate().expect("defaults validate");
+        let short = RedisTokenConfig {
+            ttl: Duration::from_millis(250),
+            ..Default::default()
+        };
+        short
+            .validate()
+            .expect("a TTL under the default lease is fine: the lease is capped");
         assert_eq!(c.ttl, Duration::from_secs(86_400));
         assert_eq!(c.key_prefix, "i_token");
         assert_eq!(c.local_cache_capacity, 10_000);
@@ -255,14 +253,6 @@ mod tests {
             (
                 RedisTokenConfig {
                     lease: Duration::ZERO,
-                    ..base.clone()
-                },
-                "lease",
-            ),
-            (
-                RedisTokenConfig {
-                    ttl: Duration::from_secs(10),
-                    lease: Duration::from_secs(11),
                     ..base.clone()
                 },
                 "lease",

@@ -3,14 +3,24 @@
 
 pub mod config;
 pub mod error;
+mod providers;
+#[cfg(any(feature = "redis", feature = "fred"))]
+mod record;
 pub mod testing;
 pub mod tier;
 pub mod two_tier;
+#[cfg(any(feature = "redis", feature = "fred"))]
+mod url;
 
 #[path = "../backends/mod.rs"]
 pub mod backends;
 
 pub use config::{FailurePolicy, RedisTokenConfig};
 pub use error::{Error, Result};
+pub use providers::DefaultCache;
+#[cfg(feature = "fred")]
+pub use providers::FredTokenProvider;
+#[cfg(feature = "redis")]
+pub use providers::RedisTokenProvider;
 pub use tier::{Claim, LocalCache, Owner, RemoteStore, Seen, WithCapacity};
 pub use two_tier::{Once, Stats, TwoTier};

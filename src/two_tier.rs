@@ -204,7 +204,7 @@ impl<L1: LocalCache + WithCapacity, L2: RemoteStore> TwoTier<L1, L2> {
     pub fn with_store(store: L2, config: RedisTokenConfig) -> Result<Self> {
         config.validate()?;
         let l1 = L1::with_capacity(config.local_cache_capacity);
-        Self::new(l1, store, config)
+        Self::from_parts(l1, store, config)
     }
 }
 
@@ -214,7 +214,7 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the field when `config` is invalid.
-    pub fn new(local: L1, store: L2, config: RedisTokenConfig) -> Result<Self> {
+    pub fn from_parts(local: L1, store: L2, config: RedisTokenConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self {
             l1: local,
@@ -387,7 +387,8 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
         F: Future<Output = std::result::Result<T, E>>,
     {
         self.config.check_token(token)?;
-        let owner = match self.claim(token, self.config.lease).await? {
+        let lease = self.config.lease.min(self.config.ttl);
+        let owner = match self.claim(token, lease).await? {
             Claimed::Duplicate => return Ok(Once::Duplicate),
             Claimed::FailedOpen => {
                 return Ok(match work.await {

@@ -1,0 +1,231 @@
+//! [`RedisStore`]: the L2 on redis-rs, through a `ConnectionManager` that
+//! reconnects by itself.
+
+use crate::config::RedisTokenConfig;
+use crate::error::{Error, Result};
+use crate::record::{self, COMMIT_LUA, Decoded, RELEASE_LUA};
+use crate::tier::{Claim, Owner, RemoteStore};
+use crate::url::{check_scheme, redact_url};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, ServerErrorKind};
+use std::time::Duration;
+
+/// A [`RemoteStore`] on a Redis server (7.0 or later) through redis-rs.
+///
+/// One multiplexed connection, managed by redis-rs's `ConnectionManager`:
+/// when the socket drops, the next command reconnects (with a short
+/// exponential backoff) instead of failing forever. Each reservation is one
+/// `SET key value NX PX ttl GET`; `release` and `commit` are Lua scripts
+/// (EVALSHA, reloaded on NOSCRIPT) that compare the owner atomically.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> outbox_redis::Result<()> {
+/// use outbox_redis::{RedisTokenConfig, TwoTier};
+/// use outbox_redis::backends::{NoCache, RedisStore};
+///
+/// let config = RedisTokenConfig::default();
+/// let store = RedisStore::connect("redis://127.0.0.1:6379", &config).await?;
+/// let provider: TwoTier<NoCache, RedisStore> = TwoTier::with_store(store, config)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    release: Script,
+    commit: Script,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+/// Maps a redis-rs error to the crate's error, by what the caller does next.
+fn map_err(error: RedisError, timeout: Duration) -> Error {
+    let code = error.code().unwrap_or_default();
+    match error.kind() {
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm) => {
+            Error::Auth {
+                message: error.to_string(),
+            }
+        }
+        _ if matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM") => Error::Auth {
+            message: error.to_string(),
+        },
+        _ if error.is_timeout() => Error::Timeout {
+            operation: "redis command",
+            after: timeout,
+        },
+        _ if error.is_io_error()
+            || error.is_connection_refusal()
+            || error.is_connection_dropped() =>
+        {
+            Error::unavailable(error)
+        }
+        _ => Error::store(error),
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`,
+    /// or `rediss://` with the `tls-rustls` feature), using the timeouts of
+    /// `config`. The first connection is made here, so a bad address or
+    /// password fails now rather than on the first reservation.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a bad `config`; [`Error::InvalidUrl`] when
+    /// the URL does not parse or needs a feature that is off;
+    /// [`Error::Auth`] for a wrong user or password; [`Error::Unavailable`]
+    /// when nothing answers; [`Error::Timeout`] after `connect_timeout`.
+    pub async fn connect(url: &str, config: &RedisTokenConfig) -> Result<Self> {
+        config.validate()?;
+        check_scheme(url)?;
+        let client = redis::Client::open(url).map_err(|error| Error::InvalidUrl {
+            url: redact_url(url),
+            reason: error.to_string(),
+        })?;
+        let connect = config.connect_timeout;
+        let timeout = config.operation_timeout;
+        // One direct connection first: it reports a refused connection or a
+        // wrong password at once, where the manager would retry them.
+        let probe = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(connect));
+        let first = tokio::time::timeout(
+            connect,
+            client.get_multiplexed_async_connection_with_config(&probe),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: "connect",
+            after: connect,
+        })?
+        .map_err(|error| map_err(error, connect))?;
+        drop(first);
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(Duration::from_millis(500));
+        let conn =
+            tokio::time::timeout(connect, ConnectionManager::new_with_config(client, manager))
+                .await
+                .map_err(|_| Error::Timeout {
+                    operation: "connect",
+                    after: connect,
+                })?
+                .map_err(|error| map_err(error, connect))?;
+        Ok(Self::from_connection(conn, timeout))
+    }
+
+    /// A store over a connection manager you built yourself; `timeout` is
+    /// reported in [`Error::Timeout`] when the manager's response timeout fires.
+    #[must_use]
+    pub fn from_connection(conn: ConnectionManager, timeout: Duration) -> Self {
+        Self {
+            conn,
+            release: Script::new(RELEASE_LUA),
+            commit: Script::new(COMMIT_LUA),
+            timeout,
+        }
+    }
+
+    fn err(&self, error: RedisError) -> Error {
+        map_err(error, self.timeout)
+    }
+
+    async fn pttl(&self, key: &str) -> Result<Claim> {
+        let mut conn = self.conn.clone();
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(record::legacy_claim(pttl))
+    }
+}
+
+fn set_nx_get(key: &str, value: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key)
+        .arg(value)
+        .arg("NX")
+        .arg("PX")
+        .arg(record::millis(ttl))
+        .arg("GET");
+    cmd
+}
+
+#[async_trait]
+impl RemoteStore for RedisStore {
+    async fn reserve(&self, key: &str, owner: Owner, ttl: Duration) -> Result<Claim> {
+        let mut conn = self.conn.clone();
+        let value = record::encode(owner, ttl);
+        let previous: Option<Vec<u8>> = set_nx_get(key, &value, ttl)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        match record::decode(previous.as_deref(), owner) {
+            Decoded::Claim(claim) => Ok(claim),
+            Decoded::NeedsPttl => self.pttl(key).await,
+        }
+    }
+
+    async fn release(&self, key: &str, owner: Owner) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let deleted: i64 = self
+            .release
+            .key(key)
+            .arg(record::owner_prefix(owner))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(deleted == 1)
+    }
+
+    async fn commit(&self, key: &str, owner: Owner, ttl: Duration) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let committed: i64 = self
+            .commit
+            .key(key)
+            .arg(record::owner_prefix(owner))
+            .arg(record::encode(owner, ttl))
+            .arg(record::millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(committed == 1)
+    }
+
+    async fn reserve_many(
+        &self,
+        keys: &[String],
+        owner: Owner,
+        ttl: Duration,
+    ) -> Result<Vec<Claim>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let value = record::encode(owner, ttl);
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.add_command(set_nx_get(key, &value, ttl));
+        }
+        let previous: Vec<Option<Vec<u8>>> =
+            pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let mut claims = Vec::with_capacity(keys.len());
+        for (key, previous) in keys.iter().zip(&previous) {
+            claims.push(match record::decode(previous.as_deref(), owner) {
+                Decoded::Claim(claim) => claim,
+                Decoded::NeedsPttl => self.pttl(key).await?,
+            });
+        }
+        Ok(claims)
+    }
+}

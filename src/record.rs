@@ -1,0 +1,167 @@
+//! The value stored under each key in Redis, and the Lua that compares it: the
+//! one place that knows the encoding, shared by every Redis backend.
+//!
+//! A reservation is stored as `1:<owner, 32 hex digits>:<deadline, Unix ms>`.
+//! The leading `1` is the encoding's version. The deadline lets a single
+//! `SET key value NX PX ttl GET` both claim a free key and, when the key is
+//! taken, tell how long the holder keeps it, in one round trip and one
+//! command. (Measured on the development machine: `SET … NX PX … GET` runs at
+//! 0.93–1.19× a plain `SET NX PX`, while an EVALSHA doing the same runs at
+//! 0.53–0.95× and costs 1.4–2.5× the server CPU.)
+//!
+//! The scripts compare only the `1:<owner>:` prefix and treat the rest as
+//! opaque, so later versions can append state (a fingerprint, a stored
+//! response) without touching them. A value of exactly `1` was written by
+//! outbox-redis 0.1.x (`SET key 1 NX EX secs`): it reads as taken, and its
+//! remaining life comes from `PTTL`.
+
+use crate::tier::{Claim, Owner};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Deletes `KEYS[1]` if its value starts with `ARGV[1]` (the owner prefix).
+pub(crate) const RELEASE_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Rewrites `KEYS[1]` to `ARGV[2]` with `PX ARGV[3]` if its value starts with
+/// `ARGV[1]` (the owner prefix).
+pub(crate) const COMMIT_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// The value written by outbox-redis 0.1.x.
+const LEGACY: &[u8] = b"1";
+
+/// Milliseconds of a TTL, at least 1 (the configuration rejects shorter).
+pub(crate) fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `1:<owner>:`: what the scripts compare.
+pub(crate) fn owner_prefix(owner: Owner) -> String {
+    format!("1:{owner}:")
+}
+
+/// The value stored for `owner`'s claim lasting `ttl` from now.
+pub(crate) fn encode(owner: Owner, ttl: Duration) -> String {
+    format!("1:{owner}:{}", now_ms().saturating_add(millis(ttl)))
+}
+
+/// What the value returned by `SET … NX GET` says about a reserve attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// The answer is known.
+    Claim(Claim),
+    /// A 0.1.x key: ask `PTTL` for its remaining life.
+    NeedsPttl,
+}
+
+/// Decodes the previous value of a `SET key value NX PX ttl GET` made by
+/// `owner`: `None` means the key was free and is now ours.
+pub(crate) fn decode(previous: Option<&[u8]>, owner: Owner) -> Decoded {
+    let Some(value) = previous else {
+        return Decoded::Claim(Claim::Reserved);
+    };
+    if value == LEGACY {
+        return Decoded::NeedsPttl;
+    }
+    let prefix = owner_prefix(owner);
+    if value.starts_with(prefix.as_bytes()) {
+        // Our own claim: a retry after a lost reply.
+        return Decoded::Claim(Claim::Reserved);
+    }
+    // `1:<32 hex>:<deadline>[:more]`; anything unreadable is taken, with an
+    // unknown remaining life.
+    let expires_in = value
+        .strip_prefix(b"1:")
+        .and_then(|rest| rest.get(33..))
+        .map(|tail| tail.split(|&b| b == b':').next().unwrap_or(tail))
+        .and_then(|digits| std::str::from_utf8(digits).ok())
+        .and_then(|digits| digits.parse::<u64>().ok())
+        .map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms())));
+    Decoded::Claim(Claim::Taken { expires_in })
+}
+
+/// The answer for a 0.1.x key given its `PTTL` reply (negative: no expiry or
+/// gone).
+pub(crate) fn legacy_claim(pttl: i64) -> Claim {
+    Claim::Taken {
+        expires_in: u64::try_from(pttl).ok().map(Duration::from_millis),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let me = Owner::new(0xabc, 5);
+        let other = Owner::new(0xabc, 6);
+        let value = encode(me, Duration::from_secs(60));
+        assert!(value.starts_with("1:0000000000000abc0000000000000005:"));
+        assert_eq!(decode(None, me), Decoded::Claim(Claim::Reserved));
+        assert_eq!(
+            decode(Some(value.as_bytes()), me),
+            Decoded::Claim(Claim::Reserved)
+        );
+        match decode(Some(value.as_bytes()), other) {
+            Decoded::Claim(Claim::Taken {
+                expires_in: Some(left),
+            }) => {
+                assert!(
+                    left <= Duration::from_secs(60) && left > Duration::from_secs(58),
+                    "{left:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let extended = format!("{value}:fingerprint");
+        assert!(matches!(
+            decode(Some(extended.as_bytes()), other),
+            Decoded::Claim(Claim::Taken {
+                expires_in: Some(_)
+            })
+        ));
+    }
+
+    #[test]
+    fn legacy_and_garbage() {
+        let me = Owner::new(1, 1);
+        assert_eq!(decode(Some(b"1"), me), Decoded::NeedsPttl);
+        assert_eq!(
+            legacy_claim(1500),
+            Claim::Taken {
+                expires_in: Some(Duration::from_millis(1500))
+            }
+        );
+        assert_eq!(legacy_claim(-1), Claim::Taken { expires_in: None });
+        for garbage in [
+            &b"x"[..],
+            b"1:",
+            b"1:short",
+            b"2:0000000000000001000000000000000a:99",
+        ] {
+            assert_eq!(
+                decode(Some(garbage), me),
+                Decoded::Claim(Claim::Taken { expires_in: None }),
+                "{garbage:?}"
+            );
+        }
+    }
+}
