@@ -322,6 +322,33 @@ macro_rules! backend_tests {
                 }
             }
 
+            #[tokio::test]
+            async fn user_password_and_database_come_from_the_url() {
+                let server = RedisServer::start();
+                assert_eq!(
+                    server.cli(&["ACL", "SETUSER", "alice", "on", ">s3cret", "~*", "+@all"]),
+                    "OK"
+                );
+                let url = format!("redis://alice:s3cret@127.0.0.1:{}/3", server.port());
+                let provider = Provider::new(&url, fast_config())
+                    .await
+                    .expect("alice connects");
+                assert!(provider.try_reserve("in-db-3").await.unwrap());
+                assert_eq!(
+                    server.cli(&["-n", "3", "EXISTS", "i_token:in-db-3"]),
+                    "1",
+                    "stored in database 3"
+                );
+                assert_eq!(
+                    server.cli(&["-n", "0", "EXISTS", "i_token:in-db-3"]),
+                    "0",
+                    "not in database 0"
+                );
+                let wrong = format!("redis://alice:wrong@127.0.0.1:{}/3", server.port());
+                let error = Store::connect(&wrong, &fast_config()).await.unwrap_err();
+                assert!(matches!(error, Error::Auth { .. }), "{error:?}");
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_stopped_server_gives_errors_then_the_same_provider_recovers() {
                 let mut server = RedisServer::start();

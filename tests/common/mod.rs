@@ -14,6 +14,8 @@ const INSTALL_HINT: &str = "redis-server was not found on PATH and REDIS_URL is 
 pub struct RedisServer {
     port: u16,
     password: Option<String>,
+    /// Certificate and key files: the server then speaks TLS only.
+    tls: Option<(PathBuf, PathBuf)>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -45,10 +47,28 @@ impl RedisServer {
         Self::spawn(free_port(), Some(password.to_owned()))
     }
 
+    /// Starts a TLS-only server with the given PEM certificate and key.
+    pub fn with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        let dir = unique_dir();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, cert_pem).expect("write the certificate");
+        std::fs::write(&key, key_pem).expect("write the key");
+        let mut server = Self {
+            port: free_port(),
+            password: None,
+            tls: Some((cert, key)),
+            dir,
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
     fn spawn(port: u16, password: Option<String>) -> Self {
         let mut server = Self {
             port,
             password,
+            tls: None,
             dir: unique_dir(),
             child: None,
         };
@@ -58,8 +78,24 @@ impl RedisServer {
 
     fn launch(&mut self) {
         let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some((cert, key)) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &self.port.to_string(),
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key),
+        };
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -88,8 +124,12 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:<port>` (with the password, if any).
+    /// `redis://127.0.0.1:<port>` (with the password, if any), or
+    /// `rediss://localhost:<port>` for a TLS server.
     pub fn url(&self) -> String {
+        if self.tls.is_some() {
+            return format!("rediss://localhost:{}", self.port);
+        }
         match &self.password {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
@@ -105,6 +145,9 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut command = Command::new("redis-cli");
         command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some((cert, _)) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(cert);
+        }
         if let Some(password) = &self.password {
             command.args(["--no-auth-warning", "-a", password]);
         }
