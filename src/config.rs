@@ -78,7 +78,7 @@ pub struct RedisTokenConfig {
 impl Default for RedisTokenConfig {
     fn default() -> Self {
         Self {
-            ttl: Duration::from_secs(24 * 60 * 60),
+            ttl: Duration::from_hours(24),
             key_prefix: "i_token".to_owned(),
             local_cache_capacity: 10_000,
             local_ttl: Duration::from_secs(1),
@@ -94,7 +94,7 @@ impl Default for RedisTokenConfig {
 /// Longest duration accepted anywhere in the configuration: ten years. Keeps
 /// deadline arithmetic (`Instant + Duration`) and millisecond counts sent to
 /// the store far from overflow.
-const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+const MAX_DURATION: Duration = Duration::from_hours(10 * 365 * 24);
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidConfig {
@@ -218,7 +218,7 @@ mod tests {
         short
             .validate()
             .expect("a TTL under the default lease is fine: the lease is capped");
-        assert_eq!(c.ttl, Duration::from_secs(86_400));
+        assert_eq!(c.ttl, Duration::from_hours(24));
         assert_eq!(c.key_prefix, "i_token");
         assert_eq!(c.local_cache_capacity, 10_000);
         assert_eq!(c.failure_policy, FailurePolicy::FailClosed);
