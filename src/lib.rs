@@ -1,8 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// No unwrap in the library: errors are returned, never panicked on.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod config;
 pub mod error;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 mod providers;
 #[cfg(any(feature = "redis", feature = "fred"))]
 mod record;
@@ -17,6 +21,8 @@ pub mod backends;
 
 pub use config::{FailurePolicy, RedisTokenConfig};
 pub use error::{Error, Result};
+#[cfg(feature = "outbox")]
+pub use outbox::GuardedOutbox;
 pub use providers::DefaultCache;
 #[cfg(feature = "fred")]
 pub use providers::FredTokenProvider;

@@ -16,6 +16,10 @@
 //! ```
 //!
 //! The suites panic (like `assert!`) on the first broken promise, naming it.
+#![allow(
+    clippy::expect_used,
+    reason = "the conformance suites are assertions: they panic by design"
+)]
 
 use crate::error::{Error, Result};
 use crate::tier::{Claim, LocalCache, Owner, RemoteStore, Seen};
@@ -450,4 +454,106 @@ pub async fn l2_conformance<S: RemoteStore + 'static>(store: Arc<S>, namespace: 
             .is_empty(),
         "an empty batch"
     );
+}
+
+/// An in-memory `outbox_core::OutboxWriter` (executor `()`) that keeps the
+/// events it was given and can be told to fail its next inserts: the test
+/// double for code that writes outbox events (feature `outbox`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use outbox_core::OutboxWriter;
+/// use outbox_redis::testing::MemoryWriter;
+///
+/// let writer = MemoryWriter::<String>::new();
+/// writer.fail_next(1);
+/// let event = || outbox_core::Event::new(
+///     outbox_core::EventType::new("t"), outbox_core::Payload::new("p".to_owned()), None);
+/// assert!(writer.insert_event(event(), ()).await.is_err());
+/// assert!(writer.insert_event(event(), ()).await.is_ok());
+/// assert_eq!(writer.len(), 1);
+/// # }
+/// ```
+#[cfg(feature = "outbox")]
+pub struct MemoryWriter<P> {
+    events: Mutex<Vec<outbox_core::Event<P>>>,
+    failures_left: AtomicU64,
+}
+
+#[cfg(feature = "outbox")]
+impl<P> Default for MemoryWriter<P> {
+    fn default() -> Self {
+        Self {
+            events: Mutex::new(Vec::new()),
+            failures_left: AtomicU64::new(0),
+        }
+    }
+}
+
+#[cfg(feature = "outbox")]
+impl<P: Clone> MemoryWriter<P> {
+    /// An empty writer that fails nothing.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the next `n` inserts fail with `OutboxError::DatabaseError`.
+    pub fn fail_next(&self, n: u64) {
+        self.failures_left.store(n, Ordering::SeqCst);
+    }
+
+    /// How many events were written.
+    pub fn len(&self) -> usize {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// True when no event was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The events written so far, in order.
+    pub fn events(&self) -> Vec<outbox_core::Event<P>> {
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(feature = "outbox")]
+#[async_trait]
+impl<P> outbox_core::OutboxWriter<P> for MemoryWriter<P>
+where
+    P: std::fmt::Debug + Clone + serde::Serialize + Send + Sync + 'static,
+{
+    type Executor<'a> = ();
+
+    async fn insert_event<'a>(
+        &self,
+        event: outbox_core::Event<P>,
+        _executor: (),
+    ) -> Result<(), outbox_core::OutboxError>
+    where
+        'a: 'async_trait,
+    {
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(outbox_core::OutboxError::DatabaseError(
+                "injected fault: insert failed".to_owned(),
+            ));
+        }
+        self.events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(event);
+        Ok(())
+    }
 }

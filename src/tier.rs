@@ -103,6 +103,11 @@ impl Claim {
 ///
 /// Every method is one atomic step on the store; implementations must be safe
 /// to call from many tasks and many processes at once.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an L2 store: it does not implement `RemoteStore`",
+    label = "not a `RemoteStore`",
+    note = "the second type of `TwoTier<L1, L2>` is the shared store: `RedisStore`, `FredStore`, `MemoryStore`, or your own `impl RemoteStore`"
+)]
 #[async_trait]
 pub trait RemoteStore: Send + Sync {
     /// Claims `key` for `owner` for `ttl` if nobody holds it, in one atomic
@@ -171,6 +176,11 @@ pub enum Seen {
 ///
 /// Keys are tokens (the store prefix is the provider's business). Deadlines are
 /// [`tokio::time::Instant`]s, so `tokio::time::pause` drives them in tests.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an L1 cache: it does not implement `LocalCache`",
+    label = "not a `LocalCache`",
+    note = "the first type of `TwoTier<L1, L2>` is the local cache: `MokaCache`, `MiniMokaCache`, `NoCache`, or your own `impl LocalCache`"
+)]
 pub trait LocalCache: Send + Sync {
     /// What is remembered about `token`, if its deadline is after `now`.
     /// Never answers for an entry whose deadline has passed.
@@ -193,6 +203,10 @@ pub trait LocalCache: Send + Sync {
 
 /// An L1 that can be built from a capacity alone, so that providers can
 /// construct it from `RedisTokenConfig::local_cache_capacity`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be built from a capacity: it does not implement `WithCapacity`",
+    note = "`TwoTier::with_store` and the `new(url, config)` constructors build the L1 from `local_cache_capacity`; build it yourself and use `TwoTier::from_parts`"
+)]
 pub trait WithCapacity {
     /// A cache holding at most about `capacity` entries.
     fn with_capacity(capacity: u64) -> Self;

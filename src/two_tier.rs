@@ -172,7 +172,7 @@ fn random_instance() -> u64 {
 /// assert!(!provider.try_reserve("order-42").await?); // duplicate
 /// # Ok(()) }
 /// ```
-pub struct TwoTier<L1, L2> {
+pub struct TwoTier<L1: LocalCache, L2: RemoteStore> {
     l1: L1,
     l2: L2,
     config: RedisTokenConfig,
@@ -183,7 +183,7 @@ pub struct TwoTier<L1, L2> {
     coalesced: AtomicU64,
 }
 
-impl<L1, L2> std::fmt::Debug for TwoTier<L1, L2> {
+impl<L1: LocalCache, L2: RemoteStore> std::fmt::Debug for TwoTier<L1, L2> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TwoTier")
             .field("l1", &std::any::type_name::<L1>())
