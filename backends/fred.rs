@@ -4,7 +4,7 @@
 use crate::config::RedisTokenConfig;
 use crate::error::{Error, Result};
 use crate::record::{self, COMMIT_LUA, Decoded, RELEASE_LUA};
-use crate::tier::{Claim, Owner, RemoteStore};
+use crate::tier::{Claim, FromUrl, Owner, RemoteStore};
 use crate::url::{check_scheme, redact_url};
 use async_trait::async_trait;
 use fred::bytes::Bytes;
@@ -158,6 +158,7 @@ fn px(ttl: Duration) -> Expiration {
 #[async_trait]
 impl RemoteStore for FredStore {
     async fn reserve(&self, key: &str, owner: Owner, ttl: Duration) -> Result<Claim> {
+        let started = std::time::Instant::now();
         let value = record::encode(owner, ttl);
         let previous: Option<Bytes> = self
             .client
@@ -166,8 +167,24 @@ impl RemoteStore for FredStore {
             .map_err(|e| self.err(&e))?;
         match record::decode(previous.as_deref(), owner) {
             Decoded::Claim(claim) => Ok(claim),
-            Decoded::NeedsPttl => self.pttl(key).await,
+            // A 0.1.x key needs a second command; keep the whole call within
+            // the bound promised by `bounds_reserve`.
+            Decoded::NeedsPttl => {
+                let left = self.timeout.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, self.pttl(key))
+                    .await
+                    .unwrap_or(Err(Error::Timeout {
+                        operation: "reserve",
+                        after: self.timeout,
+                    }))
+            }
         }
+    }
+
+    fn bounds_reserve(&self) -> Option<Duration> {
+        // fred's command timeout covers a command's whole life, the wait for
+        // a reconnection included.
+        Some(self.timeout)
     }
 
     async fn release(&self, key: &str, owner: Owner) -> Result<bool> {
@@ -233,5 +250,12 @@ impl RemoteStore for FredStore {
             });
         }
         Ok(claims)
+    }
+}
+
+#[async_trait]
+impl FromUrl for FredStore {
+    async fn from_url(url: &str, config: &RedisTokenConfig) -> Result<Self> {
+        Self::connect(url, config).await
     }
 }

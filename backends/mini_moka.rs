@@ -1,19 +1,50 @@
-//! [`MiniMokaCache`]: the L1 on `mini_moka::sync::Cache`.
+//! [`MiniMokaCache`]: the L1 on `mini_moka::sync::Cache`, behind a lock-free window.
 
-use crate::tier::{LocalCache, Seen, WithCapacity};
+use crate::recent::{Fingerprint, MainCache, Windowed};
+use crate::tier::{Seen, WithCapacity};
 use mini_moka::sync::ConcurrentCacheExt;
 use tokio::time::Instant;
 
-#[derive(Clone, Copy)]
-struct Entry {
-    seen: Seen,
-    deadline: Instant,
+/// The main space of [`MiniMokaCache`]: a [`mini_moka::sync::Cache`], a
+/// lighter moka with fewer dependencies. It has no per-entry expiry, so the
+/// deadline is stored with the entry and checked on read. Keyed by the
+/// token's fingerprint, so lookups allocate nothing.
+pub struct MiniMokaMain {
+    cache: mini_moka::sync::Cache<Fingerprint, (Seen, Instant)>,
 }
 
-/// An L1 on [`mini_moka::sync::Cache`], a lighter moka with fewer
-/// dependencies. mini-moka has no per-entry expiry, so the deadline is stored
-/// with the entry and checked on read; expired entries leave by eviction.
-/// Its `get` takes `&K`, so each lookup allocates the key once.
+impl WithCapacity for MiniMokaMain {
+    fn with_capacity(capacity: u64) -> Self {
+        Self {
+            cache: mini_moka::sync::Cache::new(capacity),
+        }
+    }
+}
+
+impl MainCache for MiniMokaMain {
+    fn get(&self, fp: Fingerprint) -> Option<(Seen, Instant)> {
+        self.cache.get(&fp)
+    }
+
+    fn insert(&self, fp: Fingerprint, seen: Seen, deadline: Instant) {
+        self.cache.insert(fp, (seen, deadline));
+    }
+
+    fn remove(&self, fp: Fingerprint) {
+        self.cache.invalidate(&fp);
+    }
+
+    fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    fn run_pending_tasks(&self) {
+        self.cache.sync();
+    }
+}
+
+/// The mini-moka L1: the same window as [`MokaCache`](crate::backends::MokaCache)
+/// in front of a [`mini_moka::sync::Cache`].
 ///
 /// ```
 /// use outbox_redis::backends::MiniMokaCache;
@@ -27,60 +58,18 @@ struct Entry {
 /// assert_eq!(cache.get("order-1", now), Some(Seen::Theirs));
 /// assert_eq!(cache.get("order-1", now + Duration::from_secs(2)), None);
 /// ```
-#[derive(Clone)]
-pub struct MiniMokaCache {
-    cache: mini_moka::sync::Cache<Box<str>, Entry>,
-}
+pub type MiniMokaCache = Windowed<MiniMokaMain>;
 
-impl MiniMokaCache {
-    /// A cache holding at most about `capacity` tokens.
+impl Windowed<MiniMokaMain> {
+    /// A cache holding at most about `capacity` tokens: half in the window,
+    /// half in mini-moka.
     #[must_use]
     pub fn new(capacity: u64) -> Self {
-        Self {
-            cache: mini_moka::sync::Cache::new(capacity),
-        }
+        Self::with_main(capacity, MiniMokaMain::with_capacity)
     }
 }
 
-impl std::fmt::Debug for MiniMokaCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MiniMokaCache")
-            .field("entries", &self.cache.entry_count())
-            .finish()
-    }
-}
-
-impl LocalCache for MiniMokaCache {
-    fn get(&self, token: &str, now: Instant) -> Option<Seen> {
-        let key: Box<str> = token.into();
-        let entry = self.cache.get(&key)?;
-        if entry.deadline > now {
-            Some(entry.seen)
-        } else {
-            self.cache.invalidate(&key);
-            None
-        }
-    }
-
-    fn insert(&self, token: &str, seen: Seen, deadline: Instant) {
-        self.cache.insert(token.into(), Entry { seen, deadline });
-    }
-
-    fn remove(&self, token: &str) {
-        let key: Box<str> = token.into();
-        self.cache.invalidate(&key);
-    }
-
-    fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
-    }
-
-    fn run_pending_tasks(&self) {
-        self.cache.sync();
-    }
-}
-
-impl WithCapacity for MiniMokaCache {
+impl WithCapacity for Windowed<MiniMokaMain> {
     fn with_capacity(capacity: u64) -> Self {
         Self::new(capacity)
     }

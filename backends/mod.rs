@@ -25,9 +25,9 @@ pub mod redis;
 pub use fred::FredStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "mini-moka")]
-pub use mini_moka::MiniMokaCache;
+pub use mini_moka::{MiniMokaCache, MiniMokaMain};
 #[cfg(feature = "moka")]
-pub use moka::MokaCache;
+pub use moka::{MokaCache, MokaMain};
 pub use no_cache::NoCache;
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;

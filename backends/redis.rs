@@ -4,7 +4,7 @@
 use crate::config::RedisTokenConfig;
 use crate::error::{Error, Result};
 use crate::record::{self, COMMIT_LUA, Decoded, RELEASE_LUA};
-use crate::tier::{Claim, Owner, RemoteStore};
+use crate::tier::{Claim, FromUrl, Owner, RemoteStore};
 use crate::url::{check_scheme, redact_url};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -12,6 +12,12 @@ use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, ServerErrorKin
 use std::time::Duration;
 
 /// A [`RemoteStore`] on a Redis server (7.0 or later) through redis-rs.
+///
+/// Calls are bounded by `TwoTier`'s `operation_timeout`; used on its own,
+/// wrap calls in `tokio::time::timeout`.
+///
+/// Every command fails within `operation_timeout` (a timeout, or the store
+/// unavailable), including while it reconnects.
 ///
 /// One multiplexed connection, managed by redis-rs's `ConnectionManager`:
 /// when the socket drops, the next command reconnects (with a short
@@ -106,12 +112,15 @@ impl RedisStore {
         })?
         .map_err(|error| map_err(error, connect))?;
         drop(first);
+        // Every command is bounded by `operation_timeout` here, so `TwoTier`
+        // needs no timer of its own around `reserve` (see `bounds_reserve`):
+        // the response timeout bounds a sent command, and a reconnection is
+        // one attempt bounded by the same time (the next call starts the next
+        // attempt).
         let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect))
+            .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(500));
+            .set_number_of_retries(0);
         let conn =
             tokio::time::timeout(connect, ConnectionManager::new_with_config(client, manager))
                 .await
@@ -164,6 +173,7 @@ fn set_nx_get(key: &str, value: &str, ttl: Duration) -> redis::Cmd {
 #[async_trait]
 impl RemoteStore for RedisStore {
     async fn reserve(&self, key: &str, owner: Owner, ttl: Duration) -> Result<Claim> {
+        let started = std::time::Instant::now();
         let mut conn = self.conn.clone();
         let value = record::encode(owner, ttl);
         let previous: Option<Vec<u8>> = set_nx_get(key, &value, ttl)
@@ -172,8 +182,22 @@ impl RemoteStore for RedisStore {
             .map_err(|e| self.err(e))?;
         match record::decode(previous.as_deref(), owner) {
             Decoded::Claim(claim) => Ok(claim),
-            Decoded::NeedsPttl => self.pttl(key).await,
+            // A 0.1.x key needs a second command; keep the whole call within
+            // the bound promised by `bounds_reserve`.
+            Decoded::NeedsPttl => {
+                let left = self.timeout.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, self.pttl(key))
+                    .await
+                    .unwrap_or(Err(Error::Timeout {
+                        operation: "reserve",
+                        after: self.timeout,
+                    }))
+            }
         }
+    }
+
+    fn bounds_reserve(&self) -> Option<Duration> {
+        Some(self.timeout)
     }
 
     async fn release(&self, key: &str, owner: Owner) -> Result<bool> {
@@ -227,5 +251,12 @@ impl RemoteStore for RedisStore {
             });
         }
         Ok(claims)
+    }
+}
+
+#[async_trait]
+impl FromUrl for RedisStore {
+    async fn from_url(url: &str, config: &RedisTokenConfig) -> Result<Self> {
+        Self::connect(url, config).await
     }
 }

@@ -8,8 +8,10 @@ pub mod error;
 #[cfg(feature = "outbox")]
 pub mod outbox;
 mod providers;
+pub mod recent;
 #[cfg(any(feature = "redis", feature = "fred"))]
 mod record;
+mod single_flight;
 pub mod testing;
 pub mod tier;
 pub mod two_tier;
@@ -28,5 +30,5 @@ pub use providers::DefaultCache;
 pub use providers::FredTokenProvider;
 #[cfg(feature = "redis")]
 pub use providers::RedisTokenProvider;
-pub use tier::{Claim, LocalCache, Owner, RemoteStore, Seen, WithCapacity};
+pub use tier::{Claim, FromUrl, LocalCache, Owner, RemoteStore, Seen, WithCapacity};
 pub use two_tier::{Once, Stats, TwoTier};

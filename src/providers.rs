@@ -1,8 +1,8 @@
 //! The ready-made providers: `TwoTier` over a Redis backend with the default
 //! L1, built from a URL as the README shows.
 
-#[cfg(any(feature = "redis", feature = "fred"))]
-use crate::{RedisTokenConfig, Result, TwoTier, tier::LocalCache, tier::WithCapacity};
+use crate::tier::{FromUrl, LocalCache, WithCapacity};
+use crate::{RedisTokenConfig, Result, TwoTier};
 
 /// The L1 the ready-made providers use: [`MokaCache`](crate::backends::MokaCache)
 /// when the `moka` feature is on.
@@ -37,28 +37,18 @@ pub type RedisTokenProvider = TwoTier<DefaultCache, crate::backends::RedisStore>
 #[cfg(feature = "fred")]
 pub type FredTokenProvider = TwoTier<DefaultCache, crate::backends::FredStore>;
 
-#[cfg(feature = "redis")]
-impl<L1: LocalCache + WithCapacity> TwoTier<L1, crate::backends::RedisStore> {
-    /// Connects to Redis at `url` through redis-rs and builds the provider.
+impl<L1: LocalCache + WithCapacity, L2: FromUrl> TwoTier<L1, L2> {
+    /// Connects to the store at `url` and builds the provider, its L1 sized
+    /// by `config.local_cache_capacity`: `RedisTokenProvider::new(url, config)`.
     ///
     /// # Errors
     ///
-    /// As [`RedisStore::connect`](crate::backends::RedisStore::connect).
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a bad
+    /// `config`, and whatever the store's `from_url` reports (see
+    /// [`RedisStore::connect`](crate::backends::RedisStore::connect)).
     pub async fn new(url: &str, config: RedisTokenConfig) -> Result<Self> {
-        let store = crate::backends::RedisStore::connect(url, &config).await?;
-        Self::with_store(store, config)
-    }
-}
-
-#[cfg(feature = "fred")]
-impl<L1: LocalCache + WithCapacity> TwoTier<L1, crate::backends::FredStore> {
-    /// Connects to Redis at `url` through fred and builds the provider.
-    ///
-    /// # Errors
-    ///
-    /// As [`FredStore::connect`](crate::backends::FredStore::connect).
-    pub async fn new(url: &str, config: RedisTokenConfig) -> Result<Self> {
-        let store = crate::backends::FredStore::connect(url, &config).await?;
+        config.validate()?;
+        let store = L2::from_url(url, &config).await?;
         Self::with_store(store, config)
     }
 }

@@ -52,14 +52,53 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+fn push_hex(out: &mut String, value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        // The nibble is below 16: a valid index.
+        #[allow(clippy::cast_possible_truncation)]
+        out.push(char::from(DIGITS[((value >> (shift * 4)) & 0xf) as usize]));
+    }
+}
+
+fn push_owner_prefix(out: &mut String, owner: Owner) {
+    out.push_str("1:");
+    push_hex(out, owner.instance());
+    push_hex(out, owner.attempt());
+    out.push(':');
+}
+
 /// `1:<owner>:`: what the scripts compare.
 pub(crate) fn owner_prefix(owner: Owner) -> String {
-    format!("1:{owner}:")
+    let mut out = String::with_capacity(35);
+    push_owner_prefix(&mut out, owner);
+    out
 }
 
 /// The value stored for `owner`'s claim lasting `ttl` from now.
 pub(crate) fn encode(owner: Owner, ttl: Duration) -> String {
-    format!("1:{owner}:{}", now_ms().saturating_add(millis(ttl)))
+    let mut out = String::with_capacity(56);
+    push_owner_prefix(&mut out, owner);
+    let deadline = now_ms().saturating_add(millis(ttl));
+    // Decimal digits of the deadline, without the formatting machinery.
+    let mut digits = [0u8; 20];
+    let mut n = deadline;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A digit is below 10.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (n % 10) as u8;
+        digits[at] = b'0' + digit;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
+    out
 }
 
 /// What the value returned by `SET … NX GET` says about a reserve attempt.
@@ -115,6 +154,9 @@ mod tests {
         let other = Owner::new(0xabc, 6);
         let value = encode(me, Duration::from_secs(60));
         assert!(value.starts_with("1:0000000000000abc0000000000000005:"));
+        assert_eq!(owner_prefix(me), format!("1:{me}:"));
+        let deadline: u64 = value.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(deadline.abs_diff(now_ms() + 60_000) < 1_000, "{value}");
         assert_eq!(decode(None, me), Decoded::Claim(Claim::Reserved));
         assert_eq!(
             decode(Some(value.as_bytes()), me),

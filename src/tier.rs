@@ -123,6 +123,17 @@ pub trait RemoteStore: Send + Sync {
     /// changes nothing) when `owner` no longer holds the key.
     async fn commit(&self, key: &str, owner: Owner, ttl: Duration) -> Result<bool>;
 
+    /// The longest a [`reserve`](Self::reserve) call can take before it fails
+    /// with a timeout of its own, if the store guarantees one — time spent
+    /// waiting for a reconnection included. When it is within the provider's
+    /// `operation_timeout`, `TwoTier` adds no timer of its own to `reserve`,
+    /// the call every new token makes (a tokio timer per call costs ~10% of
+    /// throughput against a local Redis). The default, `None`, makes
+    /// `TwoTier` bound every call itself.
+    fn bounds_reserve(&self) -> Option<Duration> {
+        None
+    }
+
     /// [`reserve`](Self::reserve) for many keys, answered in order. Stores that
     /// can pipeline do it in one round trip; the default asks one key at a time.
     async fn reserve_many(
@@ -210,4 +221,12 @@ pub trait LocalCache: Send + Sync {
 pub trait WithCapacity {
     /// A cache holding at most about `capacity` entries.
     fn with_capacity(capacity: u64) -> Self;
+}
+
+/// An L2 that connects from a URL, so that `TwoTier::new(url, config)` can
+/// build it: the Redis backends implement it.
+#[async_trait]
+pub trait FromUrl: RemoteStore + Sized {
+    /// Connects to the store at `url` with the timeouts of `config`.
+    async fn from_url(url: &str, config: &crate::RedisTokenConfig) -> Result<Self>;
 }

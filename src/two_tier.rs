@@ -12,15 +12,13 @@
 
 use crate::config::{FailurePolicy, RedisTokenConfig};
 use crate::error::{Error, Result};
+use crate::single_flight::{Flights, Leading, Outcome, Role};
 use crate::tier::{Claim, LocalCache, Owner, RemoteStore, Seen, WithCapacity};
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// What [`TwoTier::once`] did.
@@ -67,80 +65,6 @@ enum Claimed {
     Ours(Owner),
     Duplicate,
     FailedOpen,
-}
-
-/// What an in-flight leader tells the callers waiting on it.
-#[derive(Clone)]
-enum Outcome {
-    /// The token is now held (by the leader or someone else): a duplicate.
-    Decided,
-    /// The store failed; waiting callers get the same error.
-    Failed(Error),
-}
-
-type Flight = watch::Receiver<Option<Outcome>>;
-
-/// One shard of the in-flight map: token to the flight its leader runs.
-type Shard = Mutex<HashMap<Box<str>, Flight>>;
-
-/// In-flight store calls, one per token, in shards so that unrelated tokens
-/// never contend on one lock.
-struct Flights {
-    shards: Box<[Shard]>,
-    hasher: RandomState,
-}
-
-const FLIGHT_SHARDS: usize = 64;
-
-enum Role<'a> {
-    Leader(Leading<'a>),
-    Follower(Flight),
-}
-
-/// Held by the leader of a flight; removes the flight when dropped, so a
-/// cancelled leader lets its followers take over.
-struct Leading<'a> {
-    shard: &'a Shard,
-    token: &'a str,
-    tx: watch::Sender<Option<Outcome>>,
-}
-
-impl Leading<'_> {
-    fn finish(self, outcome: Outcome) {
-        self.tx.send_replace(Some(outcome));
-    }
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        self.shard
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(self.token);
-    }
-}
-
-impl Flights {
-    fn new() -> Self {
-        Self {
-            shards: (0..FLIGHT_SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
-        }
-    }
-
-    fn join<'a>(&'a self, token: &'a str) -> Role<'a> {
-        let hash = self.hasher.hash_one(token);
-        // The modulo keeps the value below FLIGHT_SHARDS, so it fits usize.
-        #[allow(clippy::cast_possible_truncation)]
-        let shard = &self.shards[(hash % FLIGHT_SHARDS as u64) as usize];
-        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rx) = map.get(token) {
-            return Role::Follower(rx.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        map.insert(token.into(), rx);
-        Role::Leader(Leading { shard, token, tx })
-    }
 }
 
 /// A random id for one provider instance, so that owners from different
@@ -460,7 +384,8 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
     /// Steps 2–6 of the algorithm for one token held for `ttl`.
     async fn claim(&self, token: &str, ttl: Duration) -> Result<Claimed> {
         loop {
-            if self.l1.get(token, Instant::now()).is_some() {
+            let now = Instant::now();
+            if self.l1.get(token, now).is_some() {
                 return Ok(Claimed::Duplicate);
             }
             match self.flights.join(token) {
@@ -468,49 +393,60 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
                     // A leader that finished between our L1 check and our
                     // join has already filled L1 (it fills L1 before leaving
                     // the flight map): look again before asking the store.
-                    if self.l1.get(token, Instant::now()).is_some() {
+                    if self.l1.get(token, now).is_some() {
                         leading.finish(Outcome::Decided);
                         return Ok(Claimed::Duplicate);
                     }
-                    return self.lead(token, ttl, leading).await;
+                    return self.lead(token, ttl, now, leading).await;
                 }
-                Role::Follower(mut flight) => {
-                    let waited = tokio::time::timeout(
-                        self.config.operation_timeout,
-                        flight.wait_for(Option::is_some),
-                    )
-                    .await;
-                    let outcome = match waited {
-                        Err(_) => {
-                            return Err(Error::Timeout {
+                Role::Follower(flight) => {
+                    let after = self.config.operation_timeout;
+                    let outcome =
+                        tokio::time::timeout(after, flight.wait())
+                            .await
+                            .map_err(|_| Error::Timeout {
                                 operation: "reserve",
-                                after: self.config.operation_timeout,
-                            });
+                                after,
+                            })?;
+                    match outcome {
+                        Some(Outcome::Decided) => {
+                            self.coalesced.fetch_add(1, Ordering::Relaxed);
+                            return Ok(Claimed::Duplicate);
                         }
-                        // The leader was cancelled before it answered: try again,
-                        // possibly as the new leader.
-                        Ok(Err(_)) => continue,
-                        Ok(Ok(outcome)) => outcome.clone(),
-                    };
-                    self.coalesced.fetch_add(1, Ordering::Relaxed);
-                    return match outcome {
-                        Some(Outcome::Decided) => Ok(Claimed::Duplicate),
-                        Some(Outcome::Failed(error)) => Err(error),
-                        None => continue,
-                    };
+                        Some(Outcome::Failed(error)) => {
+                            self.coalesced.fetch_add(1, Ordering::Relaxed);
+                            return Err(error);
+                        }
+                        // The leader was cancelled before it answered: try
+                        // again, possibly as the new leader.
+                        None => {}
+                    }
                 }
             }
         }
     }
 
-    async fn lead(&self, token: &str, ttl: Duration, leading: Leading<'_>) -> Result<Claimed> {
+    async fn lead(
+        &self,
+        token: &str,
+        ttl: Duration,
+        started: Instant,
+        leading: Leading<'_>,
+    ) -> Result<Claimed> {
         let key = self.config.key(token);
         let owner = self.next_owner();
-        let started = Instant::now();
-        match self
-            .bounded("reserve", self.l2.reserve(&key, owner, ttl))
-            .await
+        let call = self.l2.reserve(&key, owner, ttl);
+        let answer = if self
+            .l2
+            .bounds_reserve()
+            .is_some_and(|bound| bound <= self.config.operation_timeout)
         {
+            // The store fails the call by itself in time: no timer here.
+            call.await
+        } else {
+            self.bounded("reserve", call).await
+        };
+        match answer {
             Ok(claim) => {
                 let ours = self.remember(token, claim, owner, started, ttl);
                 leading.finish(Outcome::Decided);

@@ -404,6 +404,36 @@ macro_rules! backend_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_hung_server_times_out_within_the_operation_timeout() {
+                let server = RedisServer::start();
+                let provider = Provider::new(&server.url(), fast_config()).await.unwrap();
+                assert!(provider.try_reserve("warm").await.unwrap());
+                server.freeze(true);
+                for call in ["reserve", "release", "once"] {
+                    let started = Instant::now();
+                    let result = match call {
+                        "reserve" => provider.try_reserve("hung").await.map(|_| ()),
+                        "release" => provider.release("warm").await.map(|_| ()),
+                        _ => provider
+                            .once("hung-once", async { Ok::<_, ()>(()) })
+                            .await
+                            .map(|_| ()),
+                    };
+                    let took = started.elapsed();
+                    assert!(
+                        matches!(result, Err(Error::Timeout { .. })),
+                        "{call}: {result:?}"
+                    );
+                    assert!(
+                        took < Duration::from_millis(800),
+                        "{call} took {took:?}, over the 300 ms operation timeout"
+                    );
+                }
+                server.freeze(false);
+                until_ok(&provider, Duration::from_secs(5)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fail_open_keeps_requests_flowing_while_the_server_is_down() {
                 let mut server = RedisServer::start();
                 let provider = Provider::new(

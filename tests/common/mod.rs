@@ -173,6 +173,23 @@ impl RedisServer {
         self.launch();
     }
 
+    /// Stops (`SIGSTOP`) or resumes (`SIGCONT`) the server process: its
+    /// connections stay open and nothing answers, as with a hung host.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self
+            .child
+            .as_ref()
+            .expect("server running")
+            .id()
+            .to_string();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// `CLIENT PAUSE <ms> ALL`: the server holds every client's commands.
     pub fn pause(&self, duration: Duration) {
         let reply = self.cli(&["CLIENT", "PAUSE", &duration.as_millis().to_string(), "ALL"]);
@@ -182,6 +199,16 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            // A frozen server would not die of SIGKILL before it is resumed on
+            // some systems; resume it first.
+            let _ = Command::new("kill")
+                .args([
+                    "-CONT",
+                    &self.child.as_ref().map_or(0, Child::id).to_string(),
+                ])
+                .status();
+        }
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
