@@ -3,7 +3,7 @@
 
 use crate::config::RedisTokenConfig;
 use crate::error::{Error, Result};
-use crate::record::{self, COMMIT_LUA, Decoded, RELEASE_LUA};
+use crate::record::{self, COMMIT_LUA, RELEASE_LUA};
 use crate::tier::{Claim, FromUrl, Owner, RemoteStore};
 use crate::url::{check_scheme, redact_url};
 use async_trait::async_trait;
@@ -165,20 +165,10 @@ impl RemoteStore for FredStore {
             .set(key, value, Some(px(ttl)), Some(SetOptions::NX), true)
             .await
             .map_err(|e| self.err(&e))?;
-        match record::decode(previous.as_deref(), owner) {
-            Decoded::Claim(claim) => Ok(claim),
-            // A 0.1.x key needs a second command; keep the whole call within
-            // the bound promised by `bounds_reserve`.
-            Decoded::NeedsPttl => {
-                let left = self.timeout.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.pttl(key))
-                    .await
-                    .unwrap_or(Err(Error::Timeout {
-                        operation: "reserve",
-                        after: self.timeout,
-                    }))
-            }
-        }
+        record::settle(previous.as_deref(), owner, started, self.timeout, || {
+            self.pttl(key)
+        })
+        .await
     }
 
     fn bounds_reserve(&self) -> Option<Duration> {
@@ -235,21 +225,7 @@ impl RemoteStore for FredStore {
                 .map_err(|e| self.err(&e))?;
         }
         let previous: Vec<Option<Bytes>> = pipeline.all().await.map_err(|e| self.err(&e))?;
-        if previous.len() != keys.len() {
-            return Err(Error::store(format!(
-                "pipeline answered {} replies for {} keys",
-                previous.len(),
-                keys.len()
-            )));
-        }
-        let mut claims = Vec::with_capacity(keys.len());
-        for (key, previous) in keys.iter().zip(&previous) {
-            claims.push(match record::decode(previous.as_deref(), owner) {
-                Decoded::Claim(claim) => claim,
-                Decoded::NeedsPttl => self.pttl(key).await?,
-            });
-        }
-        Ok(claims)
+        record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::config::RedisTokenConfig;
 use crate::error::{Error, Result};
-use crate::record::{self, COMMIT_LUA, Decoded, RELEASE_LUA};
+use crate::record::{self, COMMIT_LUA, RELEASE_LUA};
 use crate::tier::{Claim, FromUrl, Owner, RemoteStore};
 use crate::url::{check_scheme, redact_url};
 use async_trait::async_trait;
@@ -75,6 +75,20 @@ fn map_err(error: RedisError, timeout: Duration) -> Error {
     }
 }
 
+/// Runs a connection step within `connect`, mapping both ways it can fail.
+async fn within<T>(
+    connect: Duration,
+    step: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    tokio::time::timeout(connect, step)
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: "connect",
+            after: connect,
+        })?
+        .map_err(|error| map_err(error, connect))
+}
+
 impl RedisStore {
     /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`,
     /// or `rediss://` with the `tls-rustls` feature), using the timeouts of
@@ -101,16 +115,11 @@ impl RedisStore {
         let probe = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect))
             .set_response_timeout(Some(connect));
-        let first = tokio::time::timeout(
+        let first = within(
             connect,
             client.get_multiplexed_async_connection_with_config(&probe),
         )
-        .await
-        .map_err(|_| Error::Timeout {
-            operation: "connect",
-            after: connect,
-        })?
-        .map_err(|error| map_err(error, connect))?;
+        .await?;
         drop(first);
         // Every command is bounded by `operation_timeout` here, so `TwoTier`
         // needs no timer of its own around `reserve` (see `bounds_reserve`):
@@ -121,14 +130,7 @@ impl RedisStore {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
-        let conn =
-            tokio::time::timeout(connect, ConnectionManager::new_with_config(client, manager))
-                .await
-                .map_err(|_| Error::Timeout {
-                    operation: "connect",
-                    after: connect,
-                })?
-                .map_err(|error| map_err(error, connect))?;
+        let conn = within(connect, ConnectionManager::new_with_config(client, manager)).await?;
         Ok(Self::from_connection(conn, timeout))
     }
 
@@ -180,20 +182,10 @@ impl RemoteStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
-        match record::decode(previous.as_deref(), owner) {
-            Decoded::Claim(claim) => Ok(claim),
-            // A 0.1.x key needs a second command; keep the whole call within
-            // the bound promised by `bounds_reserve`.
-            Decoded::NeedsPttl => {
-                let left = self.timeout.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.pttl(key))
-                    .await
-                    .unwrap_or(Err(Error::Timeout {
-                        operation: "reserve",
-                        after: self.timeout,
-                    }))
-            }
-        }
+        record::settle(previous.as_deref(), owner, started, self.timeout, || {
+            self.pttl(key)
+        })
+        .await
     }
 
     fn bounds_reserve(&self) -> Option<Duration> {
@@ -243,14 +235,7 @@ impl RemoteStore for RedisStore {
         }
         let previous: Vec<Option<Vec<u8>>> =
             pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
-        let mut claims = Vec::with_capacity(keys.len());
-        for (key, previous) in keys.iter().zip(&previous) {
-            claims.push(match record::decode(previous.as_deref(), owner) {
-                Decoded::Claim(claim) => claim,
-                Decoded::NeedsPttl => self.pttl(key).await?,
-            });
-        }
-        Ok(claims)
+        record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await
     }
 }
 

@@ -15,7 +15,9 @@
 //! outbox-redis 0.1.x (`SET key 1 NX EX secs`): it reads as taken, and its
 //! remaining life comes from `PTTL`.
 
+use crate::error::{Error, Result};
 use crate::tier::{Claim, Owner};
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Deletes `KEYS[1]` if its value starts with `ARGV[1]` (the owner prefix).
@@ -134,6 +136,63 @@ pub(crate) fn decode(previous: Option<&[u8]>, owner: Owner) -> Decoded {
         .and_then(|digits| digits.parse::<u64>().ok())
         .map(|deadline| Duration::from_millis(deadline.saturating_sub(now_ms())));
     Decoded::Claim(Claim::Taken { expires_in })
+}
+
+/// Finishes a `reserve` from the previous value its `SET … NX GET` returned.
+/// A 0.1.x key needs a second command, `pttl()`; it runs within what is left
+/// of `budget` since `started`, so the whole call keeps the bound a store
+/// promises in `bounds_reserve`.
+pub(crate) async fn settle<F>(
+    previous: Option<&[u8]>,
+    owner: Owner,
+    started: std::time::Instant,
+    budget: Duration,
+    pttl: impl FnOnce() -> F,
+) -> Result<Claim>
+where
+    F: Future<Output = Result<Claim>>,
+{
+    match decode(previous, owner) {
+        Decoded::Claim(claim) => Ok(claim),
+        Decoded::NeedsPttl => {
+            let left = budget.saturating_sub(started.elapsed());
+            tokio::time::timeout(left, pttl())
+                .await
+                .unwrap_or(Err(Error::Timeout {
+                    operation: "reserve",
+                    after: budget,
+                }))
+        }
+    }
+}
+
+/// Finishes a pipelined `reserve_many` from the previous values, in order,
+/// asking `pttl(key)` for each 0.1.x key.
+pub(crate) async fn settle_many<'k, V, F>(
+    keys: &'k [String],
+    previous: &[Option<V>],
+    owner: Owner,
+    pttl: impl Fn(&'k str) -> F,
+) -> Result<Vec<Claim>>
+where
+    V: AsRef<[u8]>,
+    F: Future<Output = Result<Claim>>,
+{
+    if previous.len() != keys.len() {
+        return Err(Error::store(format!(
+            "the pipeline answered {} replies for {} keys",
+            previous.len(),
+            keys.len()
+        )));
+    }
+    let mut claims = Vec::with_capacity(keys.len());
+    for (key, previous) in keys.iter().zip(previous) {
+        claims.push(match decode(previous.as_ref().map(AsRef::as_ref), owner) {
+            Decoded::Claim(claim) => claim,
+            Decoded::NeedsPttl => pttl(key).await?,
+        });
+    }
+    Ok(claims)
 }
 
 /// The answer for a 0.1.x key given its `PTTL` reply (negative: no expiry or

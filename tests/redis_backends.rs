@@ -8,12 +8,11 @@
 
 mod common;
 
-use common::{RedisServer, shared_server, shuffle, unique};
+use common::{RedisServer, run, shared_server, shuffle, unique};
 use outbox_redis::{
     DefaultCache, Error, FailurePolicy, LocalCache, RedisTokenConfig, RemoteStore, TwoTier,
 };
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn fast_config() -> RedisTokenConfig {
@@ -24,8 +23,8 @@ fn fast_config() -> RedisTokenConfig {
     }
 }
 
-/// Runs `requests` through `tasks` workers per provider (requests dealt round
-/// robin over the providers) and returns how many answered true.
+/// Deals `requests` round robin over the providers and runs each share
+/// through `tasks` tasks; returns how many answered true in all.
 async fn exactly_once<L1, L2>(
     providers: Vec<Arc<TwoTier<L1, L2>>>,
     requests: Vec<String>,
@@ -35,32 +34,17 @@ where
     L1: LocalCache + 'static,
     L2: RemoteStore + 'static,
 {
-    let mut slices: Vec<Vec<String>> = vec![Vec::new(); providers.len()];
+    let mut shares: Vec<Vec<String>> = vec![Vec::new(); providers.len()];
     for (i, request) in requests.into_iter().enumerate() {
-        slices[i % providers.len()].push(request);
+        shares[i % providers.len()].push(request);
     }
-    let mut set = tokio::task::JoinSet::new();
-    for (provider, slice) in providers.into_iter().zip(slices) {
-        let slice = Arc::new(slice);
-        let next = Arc::new(AtomicUsize::new(0));
-        for _ in 0..tasks {
-            let (provider, slice, next) = (provider.clone(), slice.clone(), next.clone());
-            set.spawn(async move {
-                let mut accepted = 0;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(token) = slice.get(i) else { break };
-                    if provider.try_reserve(token).await.expect("reserve") {
-                        accepted += 1;
-                    }
-                }
-                accepted
-            });
-        }
-    }
+    let runs = providers
+        .into_iter()
+        .zip(shares)
+        .map(|(provider, share)| tokio::spawn(run(provider, share, tasks)));
     let mut accepted = 0;
-    while let Some(joined) = set.join_next().await {
-        accepted += joined.expect("task");
+    for handle in runs.collect::<Vec<_>>() {
+        accepted += handle.await.expect("task");
     }
     accepted
 }

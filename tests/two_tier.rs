@@ -3,6 +3,9 @@
 //! tests run on tokio's paused clock.
 #![cfg(feature = "moka")]
 
+mod common;
+
+use common::{run, shuffle};
 use outbox_redis::backends::{MemoryStore, MokaCache, NoCache};
 use outbox_redis::testing::{Fault, FaultyStore};
 use outbox_redis::{Error, FailurePolicy, Once, RedisTokenConfig, TwoTier};
@@ -25,48 +28,6 @@ fn config() -> RedisTokenConfig {
 
 fn moka_over(store: &Faulty, config: RedisTokenConfig) -> TwoTier<MokaCache, Faulty> {
     TwoTier::with_store(store.clone(), config).expect("valid config")
-}
-
-/// A deterministic shuffle (xorshift), so failures reproduce.
-fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let j = usize::try_from(seed % (i as u64 + 1)).expect("fits");
-        items.swap(i, j);
-    }
-}
-
-/// Runs `requests` through `tasks` workers that each take the next request,
-/// and returns how many answered true.
-async fn run<L1, L2>(provider: Arc<TwoTier<L1, L2>>, requests: Vec<String>, tasks: usize) -> usize
-where
-    L1: outbox_redis::LocalCache + 'static,
-    L2: outbox_redis::RemoteStore + 'static,
-{
-    let requests = Arc::new(requests);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut set = tokio::task::JoinSet::new();
-    for _ in 0..tasks {
-        let (provider, requests, next) = (provider.clone(), requests.clone(), next.clone());
-        set.spawn(async move {
-            let mut accepted = 0;
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(token) = requests.get(i) else { break };
-                if provider.try_reserve(token).await.expect("reserve") {
-                    accepted += 1;
-                }
-            }
-            accepted
-        });
-    }
-    let mut accepted = 0;
-    while let Some(joined) = set.join_next().await {
-        accepted += joined.expect("task");
-    }
-    accepted
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

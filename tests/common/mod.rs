@@ -244,3 +244,38 @@ pub fn shuffle<T>(items: &mut [T], mut seed: u64) {
         items.swap(i, j);
     }
 }
+
+/// Runs `requests` through `tasks` tasks that each take the next request,
+/// and returns how many `try_reserve` answered true.
+pub async fn run<L1, L2>(
+    provider: std::sync::Arc<outbox_redis::TwoTier<L1, L2>>,
+    requests: Vec<String>,
+    tasks: usize,
+) -> usize
+where
+    L1: outbox_redis::LocalCache + 'static,
+    L2: outbox_redis::RemoteStore + 'static,
+{
+    let requests = std::sync::Arc::new(requests);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..tasks {
+        let (provider, requests, next) = (provider.clone(), requests.clone(), next.clone());
+        set.spawn(async move {
+            let mut accepted = 0;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(token) = requests.get(i) else { break };
+                if provider.try_reserve(token).await.expect("reserve") {
+                    accepted += 1;
+                }
+            }
+            accepted
+        });
+    }
+    let mut accepted = 0;
+    while let Some(joined) = set.join_next().await {
+        accepted += joined.expect("task");
+    }
+    accepted
+}
