@@ -161,6 +161,28 @@ impl RedisTokenConfig {
         Ok(())
     }
 
+    /// The Redis ACL rules that are enough for a provider with this
+    /// configuration, and no more: its keys only (`~{key_prefix}:*`), no
+    /// channels, and only the commands the Redis backends send — `SET`, `PTTL`
+    /// (keys written by 0.1.x), `EVALSHA` and `SCRIPT LOAD` for release and
+    /// commit, `GET` and `DEL` inside those scripts, `SELECT` for a database
+    /// in the URL, `PING`, and `CLIENT ID` and `INFO`, which fred sends when
+    /// it connects.
+    ///
+    /// ```
+    /// use outbox_redis::RedisTokenConfig;
+    /// let rules = RedisTokenConfig::default().acl_rules();
+    /// assert!(rules.starts_with("resetkeys ~i_token:* resetchannels -@all +set"));
+    /// // ACL SETUSER outbox on >secret <rules>
+    /// ```
+    #[must_use]
+    pub fn acl_rules(&self) -> String {
+        format!(
+            "resetkeys ~{}:* resetchannels -@all +set +get +del +pttl +evalsha +script|load +select +ping +client|id +info",
+            self.key_prefix
+        )
+    }
+
     /// The store key of `token`: `{key_prefix}:{token}`.
     #[must_use]
     pub fn key(&self, token: &str) -> String {

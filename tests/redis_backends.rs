@@ -334,6 +334,39 @@ macro_rules! backend_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn the_least_privilege_acl_user_passes_the_conformance_suite() {
+                let server = RedisServer::start();
+                let config = fast_config();
+                let mut setuser = vec!["ACL", "SETUSER", "outbox", "reset", "on", ">s3cret"];
+                let rules = config.acl_rules();
+                setuser.extend(rules.split(' '));
+                assert_eq!(server.cli(&setuser), "OK");
+                let url = format!("redis://outbox:s3cret@127.0.0.1:{}/1", server.port());
+                let store = Store::connect(&url, &config).await.expect("the ACL user connects");
+                outbox_redis::testing::l2_conformance(Arc::new(store), &config.key_prefix).await;
+                let provider = Provider::new(&url, config.clone()).await.unwrap();
+                assert!(provider.try_reserve("acl").await.unwrap());
+                assert!(provider.release("acl").await.unwrap());
+
+                // Outside the prefix: refused, and the error says so.
+                let outside = Store::connect(&url, &config).await.unwrap();
+                let error = outside.reserve("other:key", outbox_redis::Owner::new(1, 1), Duration::from_secs(5)).await.unwrap_err();
+                assert!(matches!(error, Error::Auth { .. }), "{error:?}");
+
+                // A user without EVALSHA: the refused command is named.
+                let narrower = rules.replace(" +evalsha", "");
+                let mut setuser = vec!["ACL", "SETUSER", "narrow", "reset", "on", ">s3cret"];
+                setuser.extend(narrower.split(' '));
+                assert_eq!(server.cli(&setuser), "OK");
+                let url = format!("redis://narrow:s3cret@127.0.0.1:{}/1", server.port());
+                let provider = Provider::new(&url, config).await.expect("connects");
+                assert!(provider.try_reserve("narrow").await.unwrap(), "SET is allowed");
+                let error = provider.release("narrow").await.unwrap_err();
+                assert!(matches!(error, Error::Auth { .. }), "{error:?}");
+                assert!(error.to_string().to_lowercase().contains("evalsha"), "{error}");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_stopped_server_gives_errors_then_the_same_provider_recovers() {
                 let mut server = RedisServer::start();
                 let provider = Provider::new(&server.url(), fast_config()).await.unwrap();
