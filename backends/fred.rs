@@ -12,6 +12,7 @@ use fred::prelude::{
     Builder, Client, ClientLike, Config, Error as FredError, ErrorKind, Expiration, KeysInterface,
     ReconnectPolicy, SetOptions,
 };
+use fred::types::CustomCommand;
 use fred::types::scripts::Script;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +49,7 @@ pub struct FredStore {
     release: Script,
     commit: Script,
     timeout: Duration,
+    acks: Option<record::Acks>,
     _task: Arc<Task>,
 }
 
@@ -131,6 +133,7 @@ impl FredStore {
             release: Script::from_lua(RELEASE_LUA),
             commit: Script::from_lua(COMMIT_LUA),
             timeout,
+            acks: record::Acks::from_config(config),
             _task: Arc::new(Task(task)),
         })
     }
@@ -143,6 +146,22 @@ impl FredStore {
 
     fn err(&self, error: &FredError) -> Error {
         map_err(error, self.timeout)
+    }
+
+    /// `WAIT` for the configured replicas; `Ok` when enough acknowledged.
+    async fn wait(&self, acks: record::Acks) -> Result<()> {
+        let acked: i64 = self
+            .client
+            .custom(
+                CustomCommand::new_static("WAIT", None, false),
+                vec![
+                    i64::from(acks.replicas),
+                    i64::try_from(acks.timeout_ms).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(|e| self.err(&e))?;
+        acks.check(acked)
     }
 
     async fn pttl(&self, key: &str) -> Result<Claim> {
@@ -160,21 +179,54 @@ impl RemoteStore for FredStore {
     async fn reserve(&self, key: &str, owner: Owner, ttl: Duration) -> Result<Claim> {
         let started = std::time::Instant::now();
         let value = record::encode(owner, ttl);
-        let previous: Option<Bytes> = self
-            .client
+        let Some(acks) = self.acks else {
+            let previous: Option<Bytes> = self
+                .client
+                .set(key, value, Some(px(ttl)), Some(SetOptions::NX), true)
+                .await
+                .map_err(|e| self.err(&e))?;
+            return record::settle(previous.as_deref(), owner, started, self.timeout, || {
+                self.pttl(key)
+            })
+            .await;
+        };
+        // The claim and WAIT in one round trip, on the same connection.
+        let pipeline = self.client.pipeline();
+        let () = pipeline
             .set(key, value, Some(px(ttl)), Some(SetOptions::NX), true)
             .await
             .map_err(|e| self.err(&e))?;
-        record::settle(previous.as_deref(), owner, started, self.timeout, || {
+        let () = pipeline
+            .custom(
+                CustomCommand::new_static("WAIT", None, false),
+                vec![
+                    i64::from(acks.replicas),
+                    i64::try_from(acks.timeout_ms).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(|e| self.err(&e))?;
+        let (previous, acked): (Option<Bytes>, i64) =
+            pipeline.all().await.map_err(|e| self.err(&e))?;
+        let claim = record::settle(previous.as_deref(), owner, started, self.timeout, || {
             self.pttl(key)
         })
-        .await
+        .await?;
+        if claim.is_reserved()
+            && let Err(error) = acks.check(acked)
+        {
+            // Fail closed: a claim that a failover could lose does not count.
+            self.release(key, owner).await?;
+            return Err(error);
+        }
+        Ok(claim)
     }
 
     fn bounds_reserve(&self) -> Option<Duration> {
         // fred's command timeout covers a command's whole life, the wait for
-        // a reconnection included.
-        Some(self.timeout)
+        // a reconnection included. With replica acknowledgements a failed
+        // claim is released by a second command: `TwoTier` bounds it then.
+        self.acks.is_none().then_some(self.timeout)
     }
 
     async fn release(&self, key: &str, owner: Owner) -> Result<bool> {
@@ -197,6 +249,11 @@ impl RemoteStore for FredStore {
             .evalsha_with_reload(&self.client, key, args)
             .await
             .map_err(|e| self.err(&e))?;
+        if committed == 1
+            && let Some(acks) = self.acks
+        {
+            self.wait(acks).await?;
+        }
         Ok(committed == 1)
     }
 
@@ -225,7 +282,18 @@ impl RemoteStore for FredStore {
                 .map_err(|e| self.err(&e))?;
         }
         let previous: Vec<Option<Bytes>> = pipeline.all().await.map_err(|e| self.err(&e))?;
-        record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await
+        let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
+        if let Some(acks) = self.acks
+            && let Err(error) = self.wait(acks).await
+        {
+            for (key, claim) in keys.iter().zip(&claims) {
+                if claim.is_reserved() {
+                    self.release(key, owner).await?;
+                }
+            }
+            return Err(error);
+        }
+        Ok(claims)
     }
 }
 

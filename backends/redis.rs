@@ -41,6 +41,7 @@ pub struct RedisStore {
     release: Script,
     commit: Script,
     timeout: Duration,
+    acks: Option<record::Acks>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -131,7 +132,10 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(0);
         let conn = within(connect, ConnectionManager::new_with_config(client, manager)).await?;
-        Ok(Self::from_connection(conn, timeout))
+        Ok(Self {
+            acks: record::Acks::from_config(config),
+            ..Self::from_connection(conn, timeout)
+        })
     }
 
     /// A store over a connection manager you built yourself; `timeout` is
@@ -143,6 +147,7 @@ impl RedisStore {
             release: Script::new(RELEASE_LUA),
             commit: Script::new(COMMIT_LUA),
             timeout,
+            acks: None,
         }
     }
 
@@ -178,18 +183,42 @@ impl RemoteStore for RedisStore {
         let started = std::time::Instant::now();
         let mut conn = self.conn.clone();
         let value = record::encode(owner, ttl);
-        let previous: Option<Vec<u8>> = set_nx_get(key, &value, ttl)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.err(e))?;
-        record::settle(previous.as_deref(), owner, started, self.timeout, || {
+        let Some(acks) = self.acks else {
+            let previous: Option<Vec<u8>> = set_nx_get(key, &value, ttl)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            return record::settle(previous.as_deref(), owner, started, self.timeout, || {
+                self.pttl(key)
+            })
+            .await;
+        };
+        // The claim and WAIT in one round trip, on the same connection.
+        let mut pipe = redis::pipe();
+        pipe.add_command(set_nx_get(key, &value, ttl))
+            .cmd("WAIT")
+            .arg(acks.replicas)
+            .arg(acks.timeout_ms);
+        let (previous, acked): (Option<Vec<u8>>, i64) =
+            pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let claim = record::settle(previous.as_deref(), owner, started, self.timeout, || {
             self.pttl(key)
         })
-        .await
+        .await?;
+        if claim.is_reserved()
+            && let Err(error) = acks.check(acked)
+        {
+            // Fail closed: a claim that a failover could lose does not count.
+            self.release(key, owner).await?;
+            return Err(error);
+        }
+        Ok(claim)
     }
 
     fn bounds_reserve(&self) -> Option<Duration> {
-        Some(self.timeout)
+        // With replica acknowledgements a failed claim is released by a
+        // second command: `TwoTier` then bounds the whole call itself.
+        self.acks.is_none().then_some(self.timeout)
     }
 
     async fn release(&self, key: &str, owner: Owner) -> Result<bool> {
@@ -215,6 +244,17 @@ impl RemoteStore for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.err(e))?;
+        if committed == 1
+            && let Some(acks) = self.acks
+        {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(acks.timeout_ms)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            acks.check(acked)?;
+        }
         Ok(committed == 1)
     }
 
@@ -235,7 +275,24 @@ impl RemoteStore for RedisStore {
         }
         let previous: Vec<Option<Vec<u8>>> =
             pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
-        record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await
+        let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
+        if let Some(acks) = self.acks {
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(acks.timeout_ms)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.err(e))?;
+            if let Err(error) = acks.check(acked) {
+                for (key, claim) in keys.iter().zip(&claims) {
+                    if claim.is_reserved() {
+                        self.release(key, owner).await?;
+                    }
+                }
+                return Err(error);
+            }
+        }
+        Ok(claims)
     }
 }
 

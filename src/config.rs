@@ -46,6 +46,8 @@ pub enum FailurePolicy {
 /// | `connect_timeout` | 5 s |
 /// | `failure_policy` | [`FailurePolicy::FailClosed`] |
 /// | `max_token_len` | 512 bytes |
+/// | `replica_acks` | 0 (do not wait) |
+/// | `replica_ack_timeout` | 100 ms |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTokenConfig {
     /// How long a reserved token stays reserved in the shared store before it
@@ -73,6 +75,15 @@ pub struct RedisTokenConfig {
     /// Longest token accepted, in bytes; longer tokens are rejected as invalid
     /// input before any store is contacted.
     pub max_token_len: usize,
+    /// How many replicas must acknowledge a reservation (`WAIT`) before it
+    /// counts, so that a master lost right after the claim cannot let the
+    /// same token be accepted twice. `0` (the default) does not wait. When
+    /// fewer replicas acknowledge within `replica_ack_timeout`, the
+    /// reservation is released and [`Error::NotReplicated`] returned.
+    pub replica_acks: u32,
+    /// How long a reservation waits for `replica_acks` acknowledgements.
+    /// Below `operation_timeout`.
+    pub replica_ack_timeout: Duration,
 }
 
 impl Default for RedisTokenConfig {
@@ -87,6 +98,8 @@ impl Default for RedisTokenConfig {
             connect_timeout: Duration::from_secs(5),
             failure_policy: FailurePolicy::FailClosed,
             max_token_len: 512,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -158,6 +171,18 @@ impl RedisTokenConfig {
         if self.max_token_len == 0 {
             return Err(invalid("max_token_len", "is 0; use at least 1"));
         }
+        if self.replica_acks > 0 {
+            check_duration("replica_ack_timeout", self.replica_ack_timeout, ms)?;
+            if self.replica_ack_timeout >= self.operation_timeout {
+                return Err(invalid(
+                    "replica_ack_timeout",
+                    format!(
+                        "is {:?}, not below `operation_timeout` ({:?}); the acknowledgement must fit in the operation",
+                        self.replica_ack_timeout, self.operation_timeout
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -167,7 +192,7 @@ impl RedisTokenConfig {
     /// (keys written by 0.1.x), `EVALSHA` and `SCRIPT LOAD` for release and
     /// commit, `GET` and `DEL` inside those scripts, `SELECT` for a database
     /// in the URL, `PING`, and `CLIENT ID` and `INFO`, which fred sends when
-    /// it connects.
+    /// it connects; and `WAIT` when `replica_acks` is set.
     ///
     /// ```
     /// use outbox_redis::RedisTokenConfig;
@@ -178,8 +203,9 @@ impl RedisTokenConfig {
     #[must_use]
     pub fn acl_rules(&self) -> String {
         format!(
-            "resetkeys ~{}:* resetchannels -@all +set +get +del +pttl +evalsha +script|load +select +ping +client|id +info",
-            self.key_prefix
+            "resetkeys ~{}:* resetchannels -@all +set +get +del +pttl +evalsha +script|load +select +ping +client|id +info{}",
+            self.key_prefix,
+            if self.replica_acks > 0 { " +wait" } else { "" }
         )
     }
 

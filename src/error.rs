@@ -72,6 +72,18 @@ pub enum Error {
         message: String,
     },
 
+    /// Fewer replicas than `replica_acks` acknowledged a reservation within
+    /// `replica_ack_timeout`; the reservation was released (fail closed).
+    #[error(
+        "only {acked} of the {wanted} replicas required by `replica_acks` acknowledged the reservation in time; it was released — check the replicas or raise `replica_ack_timeout`"
+    )]
+    NotReplicated {
+        /// `replica_acks`.
+        wanted: u32,
+        /// How many acknowledged.
+        acked: u32,
+    },
+
     /// A `once` reservation's lease expired before its work finished, and the
     /// claim could not be committed. The work ran; another caller may also run
     /// it. Raise `lease` above the longest expected work duration.
@@ -112,7 +124,10 @@ impl Error {
     /// errors, which need a change first.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Unavailable { .. })
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::Unavailable { .. } | Self::NotReplicated { .. }
+        )
     }
 }
 

@@ -195,6 +195,36 @@ where
     Ok(claims)
 }
 
+/// What replication asks of each write: `WAIT <replicas> <ms>` after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Acks {
+    pub(crate) replicas: u32,
+    pub(crate) timeout_ms: u64,
+}
+
+impl Acks {
+    /// From the configuration; `None` when no acknowledgement is wanted.
+    pub(crate) fn from_config(config: &crate::RedisTokenConfig) -> Option<Self> {
+        (config.replica_acks > 0).then(|| Self {
+            replicas: config.replica_acks,
+            timeout_ms: millis(config.replica_ack_timeout),
+        })
+    }
+
+    /// `Ok` when `acked` (WAIT's reply) reaches the wanted count.
+    pub(crate) fn check(self, acked: i64) -> Result<()> {
+        let acked = u32::try_from(acked.max(0)).unwrap_or(u32::MAX);
+        if acked >= self.replicas {
+            Ok(())
+        } else {
+            Err(Error::NotReplicated {
+                wanted: self.replicas,
+                acked,
+            })
+        }
+    }
+}
+
 /// The answer for a 0.1.x key given its `PTTL` reply (negative: no expiry or
 /// gone).
 pub(crate) fn legacy_claim(pttl: i64) -> Claim {

@@ -342,7 +342,9 @@ macro_rules! backend_tests {
                 setuser.extend(rules.split(' '));
                 assert_eq!(server.cli(&setuser), "OK");
                 let url = format!("redis://outbox:s3cret@127.0.0.1:{}/1", server.port());
-                let store = Store::connect(&url, &config).await.expect("the ACL user connects");
+                let store = Store::connect(&url, &config)
+                    .await
+                    .expect("the ACL user connects");
                 outbox_redis::testing::l2_conformance(Arc::new(store), &config.key_prefix).await;
                 let provider = Provider::new(&url, config.clone()).await.unwrap();
                 assert!(provider.try_reserve("acl").await.unwrap());
@@ -350,7 +352,14 @@ macro_rules! backend_tests {
 
                 // Outside the prefix: refused, and the error says so.
                 let outside = Store::connect(&url, &config).await.unwrap();
-                let error = outside.reserve("other:key", outbox_redis::Owner::new(1, 1), Duration::from_secs(5)).await.unwrap_err();
+                let error = outside
+                    .reserve(
+                        "other:key",
+                        outbox_redis::Owner::new(1, 1),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    .unwrap_err();
                 assert!(matches!(error, Error::Auth { .. }), "{error:?}");
 
                 // A user without EVALSHA: the refused command is named.
@@ -360,10 +369,84 @@ macro_rules! backend_tests {
                 assert_eq!(server.cli(&setuser), "OK");
                 let url = format!("redis://narrow:s3cret@127.0.0.1:{}/1", server.port());
                 let provider = Provider::new(&url, config).await.expect("connects");
-                assert!(provider.try_reserve("narrow").await.unwrap(), "SET is allowed");
+                assert!(
+                    provider.try_reserve("narrow").await.unwrap(),
+                    "SET is allowed"
+                );
                 let error = provider.release("narrow").await.unwrap_err();
                 assert!(matches!(error, Error::Auth { .. }), "{error:?}");
-                assert!(error.to_string().to_lowercase().contains("evalsha"), "{error}");
+                assert!(
+                    error.to_string().to_lowercase().contains("evalsha"),
+                    "{error}"
+                );
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn replica_acks_hold_a_claim_only_once_a_replica_has_it() {
+                let master = RedisServer::start();
+                let mut replica = RedisServer::replica_of(&master);
+                let config = RedisTokenConfig {
+                    replica_acks: 1,
+                    replica_ack_timeout: Duration::from_millis(200),
+                    lease: Duration::from_secs(5),
+                    ..fast_config()
+                };
+                let provider = Provider::new(&master.url(), config.clone()).await.unwrap();
+                assert!(provider.try_reserve("replicated").await.unwrap());
+                assert!(!provider.try_reserve("replicated").await.unwrap());
+                assert_eq!(
+                    replica.cli(&["EXISTS", "i_token:replicated"]),
+                    "1",
+                    "the replica has it"
+                );
+                let done = provider
+                    .once("job", async { Ok::<_, ()>(1) })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    done,
+                    outbox_redis::Once::Done(1),
+                    "commit waits for the replica too"
+                );
+                assert_eq!(
+                    provider.try_reserve_many(&["m1", "m2"]).await.unwrap(),
+                    vec![true, true]
+                );
+
+                replica.stop();
+                let error = provider.try_reserve("unreplicated").await.unwrap_err();
+                assert!(
+                    matches!(
+                        error,
+                        Error::NotReplicated {
+                            wanted: 1,
+                            acked: 0
+                        }
+                    ),
+                    "{error:?}"
+                );
+                assert!(error.to_string().contains("replica_acks"), "{error}");
+                assert_eq!(
+                    master.cli(&["EXISTS", "i_token:unreplicated"]),
+                    "0",
+                    "released: fail closed"
+                );
+                let batch = provider.try_reserve_many(&["b1", "b2"]).await.unwrap_err();
+                assert!(matches!(batch, Error::NotReplicated { .. }), "{batch:?}");
+                assert_eq!(
+                    master.cli(&["EXISTS", "i_token:b1", "i_token:b2"]),
+                    "0",
+                    "the batch was released"
+                );
+
+                // A bad pair of values is named at construction.
+                let bad = RedisTokenConfig {
+                    replica_acks: 1,
+                    replica_ack_timeout: config.operation_timeout,
+                    ..config
+                };
+                let error = Provider::new(&master.url(), bad).await.unwrap_err();
+                assert!(error.to_string().contains("replica_ack_timeout"), "{error}");
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

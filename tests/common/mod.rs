@@ -16,6 +16,8 @@ pub struct RedisServer {
     password: Option<String>,
     /// Certificate and key files: the server then speaks TLS only.
     tls: Option<(PathBuf, PathBuf)>,
+    /// `--replicaof 127.0.0.1 <port>`: a replica of that master.
+    master: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -57,6 +59,7 @@ impl RedisServer {
             port: free_port(),
             password: None,
             tls: Some((cert, key)),
+            master: None,
             dir,
             child: None,
         };
@@ -64,11 +67,37 @@ impl RedisServer {
         server
     }
 
+    /// Starts a replica of `master` and waits until its link is up.
+    pub fn replica_of(master: &RedisServer) -> Self {
+        let mut replica = Self {
+            port: free_port(),
+            password: None,
+            tls: None,
+            master: Some(master.port),
+            dir: unique_dir(),
+            child: None,
+        };
+        replica.launch();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the replica did not link to its master within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica
+    }
+
     fn spawn(port: u16, password: Option<String>) -> Self {
         let mut server = Self {
             port,
             password,
             tls: None,
+            master: None,
             dir: unique_dir(),
             child: None,
         };
@@ -103,6 +132,9 @@ impl RedisServer {
             .stderr(Stdio::null());
         if let Some(password) = &self.password {
             command.args(["--requirepass", password]);
+        }
+        if let Some(master) = self.master {
+            command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
         }
         let child = match command.spawn() {
             Ok(child) => child,
