@@ -33,6 +33,22 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
+/// How a token becomes a store key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyMode {
+    /// `{key_prefix}:{token}`, readable and compatible with outbox-redis
+    /// 0.1.x — except that a token containing `{` gets a hash tag of its own
+    /// in front, `{key_prefix}:{<16 hex digits of its SHA-256>}:{token}`, so
+    /// that a client cannot pin keys to one Redis Cluster slot with tokens
+    /// like `{same}1`, `{same}2`, ….
+    #[default]
+    Readable,
+    /// `{key_prefix}:#<64 hex digits of the token's SHA-256>`: every key has
+    /// the same length whatever the token's, and says nothing of it.
+    /// Switching an existing deployment to it forgets its reservations.
+    Digest,
+}
+
 /// Configuration shared by every provider (`TwoTier` and its aliases).
 ///
 /// | field | default |
@@ -48,6 +64,7 @@ pub enum FailurePolicy {
 /// | `max_token_len` | 512 bytes |
 /// | `replica_acks` | 0 (do not wait) |
 /// | `replica_ack_timeout` | 100 ms |
+/// | `key_mode` | [`KeyMode::Readable`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTokenConfig {
     /// How long a reserved token stays reserved in the shared store before it
@@ -84,6 +101,8 @@ pub struct RedisTokenConfig {
     /// How long a reservation waits for `replica_acks` acknowledgements.
     /// Below `operation_timeout`.
     pub replica_ack_timeout: Duration,
+    /// How a token becomes a key: readable (the default) or a digest.
+    pub key_mode: KeyMode,
 }
 
 impl Default for RedisTokenConfig {
@@ -100,6 +119,7 @@ impl Default for RedisTokenConfig {
             max_token_len: 512,
             replica_acks: 0,
             replica_ack_timeout: Duration::from_millis(100),
+            key_mode: KeyMode::Readable,
         }
     }
 }
@@ -108,6 +128,14 @@ impl Default for RedisTokenConfig {
 /// deadline arithmetic (`Instant + Duration`) and millisecond counts sent to
 /// the store far from overflow.
 const MAX_DURATION: Duration = Duration::from_hours(10 * 365 * 24);
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+}
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidConfig {
@@ -209,13 +237,37 @@ impl RedisTokenConfig {
         )
     }
 
-    /// The store key of `token`: `{key_prefix}:{token}`.
+    /// The store key of `token`, as [`KeyMode`] describes.
+    ///
+    /// ```
+    /// use outbox_redis::config::{KeyMode, RedisTokenConfig};
+    /// let config = RedisTokenConfig::default();
+    /// assert_eq!(config.key("order-1"), "i_token:order-1");
+    /// assert!(config.key("{same}1").starts_with("i_token:{"));
+    /// assert!(config.key("{same}1").ends_with("}:{same}1"));
+    /// let digest = RedisTokenConfig { key_mode: KeyMode::Digest, ..config };
+    /// assert_eq!(digest.key(&"x".repeat(500)).len(), "i_token:#".len() + 64);
+    /// ```
     #[must_use]
     pub fn key(&self, token: &str) -> String {
-        let mut key = String::with_capacity(self.key_prefix.len() + 1 + token.len());
+        use sha2::{Digest, Sha256};
+        let mut key = String::with_capacity(self.key_prefix.len() + 20 + token.len().max(64));
         key.push_str(&self.key_prefix);
         key.push(':');
-        key.push_str(token);
+        match self.key_mode {
+            KeyMode::Readable if token.contains('{') => {
+                let digest = Sha256::digest(token.as_bytes());
+                key.push('{');
+                push_hex(&mut key, &digest[..8]);
+                key.push_str("}:");
+                key.push_str(token);
+            }
+            KeyMode::Readable => key.push_str(token),
+            KeyMode::Digest => {
+                key.push('#');
+                push_hex(&mut key, &Sha256::digest(token.as_bytes()));
+            }
+        }
         key
     }
 

@@ -21,7 +21,7 @@ mod url;
 #[path = "../backends/mod.rs"]
 pub mod backends;
 
-pub use config::{FailurePolicy, RedisTokenConfig};
+pub use config::{FailurePolicy, KeyMode, RedisTokenConfig};
 pub use error::{Error, Result};
 #[cfg(feature = "outbox")]
 pub use outbox::GuardedOutbox;

@@ -18,6 +18,8 @@ pub struct RedisServer {
     tls: Option<(PathBuf, PathBuf)>,
     /// `--replicaof 127.0.0.1 <port>`: a replica of that master.
     master: Option<u16>,
+    /// `--cluster-enabled yes`: a cluster node (with no slots until assigned).
+    cluster: bool,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -60,11 +62,28 @@ impl RedisServer {
             password: None,
             tls: Some((cert, key)),
             master: None,
+            cluster: false,
             dir,
             child: None,
         };
         server.launch();
         server
+    }
+
+    /// Starts a cluster-enabled node (no slots assigned): enough for
+    /// `CLUSTER KEYSLOT`, Redis's own answer to which slot a key hashes to.
+    pub fn cluster_node() -> Self {
+        let mut node = Self {
+            port: free_port(),
+            password: None,
+            tls: None,
+            master: None,
+            cluster: true,
+            dir: unique_dir(),
+            child: None,
+        };
+        node.launch();
+        node
     }
 
     /// Starts a replica of `master` and waits until its link is up.
@@ -74,6 +93,7 @@ impl RedisServer {
             password: None,
             tls: None,
             master: Some(master.port),
+            cluster: false,
             dir: unique_dir(),
             child: None,
         };
@@ -98,6 +118,7 @@ impl RedisServer {
             password,
             tls: None,
             master: None,
+            cluster: false,
             dir: unique_dir(),
             child: None,
         };
@@ -135,6 +156,14 @@ impl RedisServer {
         }
         if let Some(master) = self.master {
             command.args(["--replicaof", "127.0.0.1", &master.to_string()]);
+        }
+        if self.cluster {
+            command.args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
         }
         let child = match command.spawn() {
             Ok(child) => child,
