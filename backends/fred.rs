@@ -65,7 +65,7 @@ fn map_err(error: &FredError, timeout: Duration) -> Error {
         ErrorKind::Auth => Error::Auth {
             message: error.to_string(),
         },
-        _ if ["NOAUTH", "WRONGPASS", "NOPERM"]
+        _ if record::AUTH_CODES
             .iter()
             .any(|code| details.starts_with(code)) =>
         {
@@ -78,6 +78,12 @@ fn map_err(error: &FredError, timeout: Duration) -> Error {
             after: timeout,
         },
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
+            Error::unavailable(error.to_string())
+        }
+        _ if record::OUTAGE_CODES
+            .iter()
+            .any(|code| details.starts_with(code)) =>
+        {
             Error::unavailable(error.to_string())
         }
         _ => Error::store(error.to_string()),

@@ -59,7 +59,7 @@ fn map_err(error: RedisError, timeout: Duration) -> Error {
                 message: error.to_string(),
             }
         }
-        _ if matches!(code, "NOAUTH" | "WRONGPASS" | "NOPERM") => Error::Auth {
+        _ if record::AUTH_CODES.contains(&code) => Error::Auth {
             message: error.to_string(),
         },
         _ if error.is_timeout() => Error::Timeout {
@@ -68,7 +68,8 @@ fn map_err(error: RedisError, timeout: Duration) -> Error {
         },
         _ if error.is_io_error()
             || error.is_connection_refusal()
-            || error.is_connection_dropped() =>
+            || error.is_connection_dropped()
+            || record::OUTAGE_CODES.contains(&code) =>
         {
             Error::unavailable(error)
         }

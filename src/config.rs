@@ -26,9 +26,11 @@ pub enum FailurePolicy {
     /// "exactly once" under faults.
     #[default]
     FailClosed,
-    /// Accept the token as new, remember it in the local cache so duplicates
-    /// reaching this instance are still rejected, log a warning and count it
-    /// (see `TwoTier::stats`). Duplicates reaching other instances during the
+    /// On an outage (timeout, unreachable store, missing replica
+    /// acknowledgements) accept the token as new, remember it in the local
+    /// cache so duplicates reaching this instance are still rejected, log a
+    /// warning and count it (see `TwoTier::stats`). Errors that need a fix —
+    /// credentials, ACL, other store errors — are still returned. Duplicates reaching other instances during the
     /// outage are accepted too: availability over exactly-once.
     FailOpen,
 }

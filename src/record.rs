@@ -20,6 +20,19 @@ use crate::tier::{Claim, Owner};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Server error codes that refuse the credentials or a command: fix the ACL.
+pub(crate) const AUTH_CODES: &[&str] = &["NOAUTH", "WRONGPASS", "NOPERM"];
+
+/// Server error codes that mean "not now": the server is loading, failing
+/// over, or a replica; the same call may succeed shortly.
+pub(crate) const OUTAGE_CODES: &[&str] = &[
+    "LOADING",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+];
+
 /// Deletes `KEYS[1]` if its value starts with `ARGV[1]` (the owner prefix).
 pub(crate) const RELEASE_LUA: &str = r"
 local v = redis.call('GET', KEYS[1])

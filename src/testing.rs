@@ -38,6 +38,9 @@ pub enum Fault {
     None,
     /// Fail every call with [`Error::Unavailable`], as a dropped connection would.
     Unavailable,
+    /// Refuse every call with [`Error::Auth`], as an ACL that lacks a
+    /// command would.
+    Refuse,
     /// Never answer (until the caller's timeout gives up).
     Hang,
     /// Answer, after waiting this long.
@@ -134,6 +137,10 @@ impl<S> FaultyStore<S> {
         match fault {
             Fault::None => Ok(()),
             Fault::Unavailable => Err(Error::unavailable("injected fault: store unavailable")),
+            Fault::Refuse => Err(Error::Auth {
+                message: "injected fault: NOPERM this user has no permissions to run the command"
+                    .to_owned(),
+            }),
             Fault::Hang => std::future::pending().await,
             Fault::Delay(delay) => {
                 tokio::time::sleep(delay).await;

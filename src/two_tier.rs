@@ -496,16 +496,18 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
         }
     }
 
-    /// Step 6: under fail closed, gives the error back; under fail open, logs
-    /// and counts it and lets the caller accept.
+    /// Step 6: under fail closed, gives the error back; under fail open, an
+    /// outage (a transient error) is logged and counted and the caller
+    /// accepts, while errors that need a fix (credentials, ACL, a store
+    /// error) are given back: they are not an outage to ride out.
     fn fail(&self, error: &Error) -> Result<()> {
         match self.config.failure_policy {
-            FailurePolicy::FailClosed => Err(error.clone()),
-            FailurePolicy::FailOpen => {
+            FailurePolicy::FailOpen if error.is_transient() => {
                 self.failed_open.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, "idempotency store failed; accepting the token (fail open)");
                 Ok(())
             }
+            FailurePolicy::FailOpen | FailurePolicy::FailClosed => Err(error.clone()),
         }
     }
 

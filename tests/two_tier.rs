@@ -167,6 +167,22 @@ async fn fail_open_accepts_once_then_rejects_local_duplicates() {
     );
 }
 
+#[tokio::test]
+async fn fail_open_rides_out_outages_but_not_refusals() {
+    let store = FaultyStore::new(MemoryStore::new());
+    let provider = moka_over(
+        &store,
+        RedisTokenConfig {
+            failure_policy: FailurePolicy::FailOpen,
+            ..config()
+        },
+    );
+    store.set_fault(Fault::Refuse);
+    let error = provider.try_reserve("t").await.unwrap_err();
+    assert!(matches!(error, Error::Auth { .. }), "{error:?}");
+    assert_eq!(provider.stats().failed_open, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hanging_store_times_out_within_the_operation_timeout() {
     let store = FaultyStore::new(MemoryStore::new());

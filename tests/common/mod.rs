@@ -20,6 +20,9 @@ pub struct RedisServer {
     master: Option<u16>,
     /// `--cluster-enabled yes`: a cluster node (with no slots until assigned).
     cluster: bool,
+    /// `--appendonly yes --appendfsync always`: every acknowledged write
+    /// survives a kill and restart.
+    durable: bool,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -63,7 +66,26 @@ impl RedisServer {
             tls: Some((cert, key)),
             master: None,
             cluster: false,
+            durable: false,
             dir,
+            child: None,
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts a server that fsyncs every write before it answers, so a
+    /// reservation it confirmed survives [`stop`](Self::stop) and
+    /// [`restart`](Self::restart).
+    pub fn durable() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            password: None,
+            tls: None,
+            master: None,
+            cluster: false,
+            durable: true,
+            dir: unique_dir(),
             child: None,
         };
         server.launch();
@@ -79,6 +101,7 @@ impl RedisServer {
             tls: None,
             master: None,
             cluster: true,
+            durable: false,
             dir: unique_dir(),
             child: None,
         };
@@ -94,6 +117,7 @@ impl RedisServer {
             tls: None,
             master: Some(master.port),
             cluster: false,
+            durable: false,
             dir: unique_dir(),
             child: None,
         };
@@ -119,6 +143,7 @@ impl RedisServer {
             tls: None,
             master: None,
             cluster: false,
+            durable: false,
             dir: unique_dir(),
             child: None,
         };
@@ -145,8 +170,12 @@ impl RedisServer {
                 .arg(key),
         };
         command
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
