@@ -90,6 +90,52 @@ fn map_err(error: &FredError, timeout: Duration) -> Error {
     }
 }
 
+/// fred's configuration for `url`. A cluster URL of this crate's form,
+/// `redis-cluster://[user:password@]h1:p1,h2:p2`, becomes fred's
+/// `redis-cluster://[user:password@]h1:p1?node=h2:p2`.
+fn fred_config(url: &str) -> std::result::Result<Config, FredError> {
+    #[cfg(feature = "cluster")]
+    if let Ok(Some(cluster)) = crate::url::cluster_url(url) {
+        let userinfo = match (&cluster.username, &cluster.password) {
+            (None, None) => String::new(),
+            (user, password) => format!(
+                "{}:{}@",
+                user.as_deref().unwrap_or_default(),
+                password.as_deref().unwrap_or_default()
+            ),
+        };
+        let mut nodes = cluster.nodes.iter();
+        let first = nodes.next().map_or("", String::as_str);
+        let rest: Vec<String> = nodes.map(|node| format!("node={node}")).collect();
+        let query = if rest.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", rest.join("&"))
+        };
+        return Config::from_url_clustered(&format!("redis-cluster://{userinfo}{first}{query}"));
+    }
+    Config::from_url(url)
+}
+
+/// `WAIT` routed to the node that holds `key` (any node outside a cluster).
+fn wait_command(key: &str) -> CustomCommand {
+    #[cfg(feature = "cluster")]
+    let hash = fred::types::ClusterHash::Custom(record::slot(key));
+    #[cfg(not(feature = "cluster"))]
+    let hash = {
+        let _ = key;
+        fred::types::ClusterHash::Random
+    };
+    CustomCommand::new_static("WAIT", hash, false)
+}
+
+fn wait_args(acks: record::Acks) -> Vec<i64> {
+    vec![
+        i64::from(acks.replicas),
+        i64::try_from(acks.timeout_ms).unwrap_or(i64::MAX),
+    ]
+}
+
 impl FredStore {
     /// Connects to the server at `url` (`redis://[user:password@]host:port[/db]`,
     /// or `rediss://` with the `tls-rustls` feature), using the timeouts of
@@ -108,7 +154,7 @@ impl FredStore {
             url: redact_url(url),
             reason,
         };
-        let fred_config = Config::from_url(url).map_err(|e| invalid_url(e.details().to_owned()))?;
+        let fred_config = fred_config(url).map_err(|e| invalid_url(e.details().to_owned()))?;
         let connect = config.connect_timeout;
         let timeout = config.operation_timeout;
         let client = Builder::from_config(fred_config)
@@ -154,20 +200,41 @@ impl FredStore {
         map_err(error, self.timeout)
     }
 
-    /// `WAIT` for the configured replicas; `Ok` when enough acknowledged.
-    async fn wait(&self, acks: record::Acks) -> Result<()> {
-        let acked: i64 = self
-            .client
-            .custom(
-                CustomCommand::new_static("WAIT", None, false),
-                vec![
-                    i64::from(acks.replicas),
-                    i64::try_from(acks.timeout_ms).unwrap_or(i64::MAX),
-                ],
-            )
-            .await
-            .map_err(|e| self.err(&e))?;
-        acks.check(acked)
+    /// `WAIT` on the node of each of `keys` (once per node); `Ok` when
+    /// enough replicas acknowledged everywhere.
+    async fn wait(&self, acks: record::Acks, keys: &[&str]) -> Result<()> {
+        for key in self.one_key_per_node(keys) {
+            let acked: i64 = self
+                .client
+                .custom(wait_command(key), wait_args(acks))
+                .await
+                .map_err(|e| self.err(&e))?;
+            acks.check(acked)?;
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "cluster")]
+    fn one_key_per_node<'k>(&self, keys: &[&'k str]) -> Vec<&'k str> {
+        use fred::interfaces::ClusterInterface;
+        let routing = self.client.cached_cluster_state();
+        let mut nodes = std::collections::HashSet::new();
+        keys.iter()
+            .copied()
+            .filter(|key| {
+                let node = routing
+                    .as_ref()
+                    .and_then(|routing| routing.get_server(record::slot(key)))
+                    .map(ToString::to_string);
+                nodes.insert(node)
+            })
+            .collect()
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    #[allow(clippy::unused_self)]
+    fn one_key_per_node<'k>(&self, keys: &[&'k str]) -> Vec<&'k str> {
+        keys.first().copied().into_iter().collect()
     }
 
     async fn pttl(&self, key: &str) -> Result<Claim> {
@@ -203,13 +270,7 @@ impl RemoteStore for FredStore {
             .await
             .map_err(|e| self.err(&e))?;
         let () = pipeline
-            .custom(
-                CustomCommand::new_static("WAIT", None, false),
-                vec![
-                    i64::from(acks.replicas),
-                    i64::try_from(acks.timeout_ms).unwrap_or(i64::MAX),
-                ],
-            )
+            .custom(wait_command(key), wait_args(acks))
             .await
             .map_err(|e| self.err(&e))?;
         let (previous, acked): (Option<Bytes>, i64) =
@@ -258,7 +319,7 @@ impl RemoteStore for FredStore {
         if committed == 1
             && let Some(acks) = self.acks
         {
-            self.wait(acks).await?;
+            self.wait(acks, &[key]).await?;
         }
         Ok(committed == 1)
     }
@@ -290,7 +351,9 @@ impl RemoteStore for FredStore {
         let previous: Vec<Option<Bytes>> = pipeline.all().await.map_err(|e| self.err(&e))?;
         let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
         if let Some(acks) = self.acks
-            && let Err(error) = self.wait(acks).await
+            && let Err(error) = self
+                .wait(acks, &keys.iter().map(String::as_str).collect::<Vec<_>>())
+                .await
         {
             for (key, claim) in keys.iter().zip(&claims) {
                 if claim.is_reserved() {

@@ -37,7 +37,7 @@ use std::time::Duration;
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     release: Script,
     commit: Script,
     timeout: Duration,
@@ -47,6 +47,68 @@ pub struct RedisStore {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+/// A single server (through the reconnecting manager) or a Redis Cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Conn {
+    /// The indexes of `keys` grouped so that each group can be one pipeline:
+    /// all together on a single server, by slot in a cluster (redis-rs
+    /// pipelines may not cross slots).
+    fn slot_groups(&self, keys: &[String]) -> Vec<Vec<usize>> {
+        match self {
+            Self::Single(_) => vec![(0..keys.len()).collect()],
+            #[cfg(feature = "cluster")]
+            Self::Cluster(_) => {
+                let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> =
+                    std::collections::BTreeMap::new();
+                for (i, key) in keys.iter().enumerate() {
+                    by_slot.entry(record::slot(key)).or_default().push(i);
+                }
+                by_slot.into_values().collect()
+            }
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            #[cfg(feature = "cluster")]
+            Self::Cluster(conn) => conn.get_db(),
+        }
     }
 }
 
@@ -106,6 +168,10 @@ impl RedisStore {
     pub async fn connect(url: &str, config: &RedisTokenConfig) -> Result<Self> {
         config.validate()?;
         check_scheme(url)?;
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = crate::url::cluster_url(url)? {
+            return Self::connect_cluster(url, &cluster, config).await;
+        }
         let client = redis::Client::open(url).map_err(|error| Error::InvalidUrl {
             url: redact_url(url),
             reason: error.to_string(),
@@ -139,12 +205,84 @@ impl RedisStore {
         })
     }
 
+    #[cfg(feature = "cluster")]
+    async fn connect_cluster(
+        url: &str,
+        cluster: &crate::url::ClusterUrl,
+        config: &RedisTokenConfig,
+    ) -> Result<Self> {
+        let timeout = config.operation_timeout;
+        let nodes: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("redis://{node}"))
+            .collect();
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(timeout)
+            .retries(1);
+        if let Some(user) = &cluster.username {
+            builder = builder.username(user);
+        }
+        if let Some(password) = &cluster.password {
+            builder = builder.password(password);
+        }
+        let client = builder.build().map_err(|error| Error::InvalidUrl {
+            url: redact_url(url),
+            reason: error.to_string(),
+        })?;
+        let conn = within(config.connect_timeout, client.get_async_connection()).await?;
+        Ok(Self {
+            conn: Conn::Cluster(conn),
+            release: Script::new(RELEASE_LUA),
+            commit: Script::new(COMMIT_LUA),
+            timeout,
+            acks: record::Acks::from_config(config),
+        })
+    }
+
+    /// `SET … NX PX … GET` for each key in one pipeline (plus `WAIT` when
+    /// replicas must acknowledge): the previous values, and how many replicas
+    /// acknowledged. In a cluster all keys must share a slot.
+    async fn claim_batch(
+        &self,
+        keys: &[&String],
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(Vec<Option<Vec<u8>>>, Option<i64>)> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.add_command(set_nx_get(key, value, ttl));
+        }
+        if let Some(acks) = self.acks {
+            pipe.cmd("WAIT").arg(acks.replicas).arg(acks.timeout_ms);
+        }
+        let mut replies: Vec<redis::Value> =
+            pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let acked = if self.acks.is_some() {
+            let wait = replies
+                .pop()
+                .ok_or_else(|| Error::store("the pipeline lost WAIT's reply"))?;
+            Some(redis::from_redis_value::<i64>(wait).map_err(|e| self.err(e.into()))?)
+        } else {
+            None
+        };
+        let previous = replies
+            .into_iter()
+            .map(|reply| {
+                redis::from_redis_value::<Option<Vec<u8>>>(reply).map_err(|e| self.err(e.into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((previous, acked))
+    }
+
     /// A store over a connection manager you built yourself; `timeout` is
     /// reported in [`Error::Timeout`] when the manager's response timeout fires.
     #[must_use]
     pub fn from_connection(conn: ConnectionManager, timeout: Duration) -> Self {
         Self {
-            conn,
+            conn: Conn::Single(conn),
             release: Script::new(RELEASE_LUA),
             commit: Script::new(COMMIT_LUA),
             timeout,
@@ -194,14 +332,10 @@ impl RemoteStore for RedisStore {
             })
             .await;
         };
-        // The claim and WAIT in one round trip, on the same connection.
-        let mut pipe = redis::pipe();
-        pipe.add_command(set_nx_get(key, &value, ttl))
-            .cmd("WAIT")
-            .arg(acks.replicas)
-            .arg(acks.timeout_ms);
-        let (previous, acked): (Option<Vec<u8>>, i64) =
-            pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
+        // The claim and WAIT in one round trip, on the key's connection.
+        let (previous, acked) = self.claim_batch(&[&key.to_owned()], &value, ttl).await?;
+        let previous = previous.into_iter().next().flatten();
+        let acked = acked.unwrap_or(0);
         let claim = record::settle(previous.as_deref(), owner, started, self.timeout, || {
             self.pttl(key)
         })
@@ -248,7 +382,12 @@ impl RemoteStore for RedisStore {
         if committed == 1
             && let Some(acks) = self.acks
         {
-            let acked: i64 = redis::cmd("WAIT")
+            // `PTTL key` first routes the pipeline, and so WAIT, to the
+            // key's node in a cluster.
+            let (_, acked): (i64, i64) = redis::pipe()
+                .cmd("PTTL")
+                .arg(key)
+                .cmd("WAIT")
                 .arg(acks.replicas)
                 .arg(acks.timeout_ms)
                 .query_async(&mut conn)
@@ -268,30 +407,36 @@ impl RemoteStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
         let value = record::encode(owner, ttl);
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.add_command(set_nx_get(key, &value, ttl));
-        }
-        let previous: Vec<Option<Vec<u8>>> =
-            pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
-        let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
-        if let Some(acks) = self.acks {
-            let acked: i64 = redis::cmd("WAIT")
-                .arg(acks.replicas)
-                .arg(acks.timeout_ms)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.err(e))?;
-            if let Err(error) = acks.check(acked) {
-                for (key, claim) in keys.iter().zip(&claims) {
-                    if claim.is_reserved() {
-                        self.release(key, owner).await?;
-                    }
-                }
-                return Err(error);
+        // One pipeline; in a cluster one per slot, all in flight at once.
+        let groups = self.conn.slot_groups(keys);
+        let batches = groups.iter().map(|group| {
+            let batch: Vec<&String> = group.iter().map(|&i| &keys[i]).collect();
+            let value = value.as_str();
+            async move { self.claim_batch(&batch, value, ttl).await }
+        });
+        let answers = futures_util::future::try_join_all(batches).await?;
+        let mut previous: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let mut acked: Option<i64> = None;
+        for (group, (values, group_acked)) in groups.iter().zip(answers) {
+            for (&i, value) in group.iter().zip(values) {
+                previous[i] = value;
             }
+            acked = match (acked, group_acked) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
+        if let (Some(acks), Some(acked)) = (self.acks, acked)
+            && let Err(error) = acks.check(acked)
+        {
+            for (key, claim) in keys.iter().zip(&claims) {
+                if claim.is_reserved() {
+                    self.release(key, owner).await?;
+                }
+            }
+            return Err(error);
         }
         Ok(claims)
     }

@@ -221,8 +221,9 @@ impl RedisTokenConfig {
     /// channels, and only the commands the Redis backends send — `SET`, `PTTL`
     /// (keys written by 0.1.x), `EVALSHA` and `SCRIPT LOAD` for release and
     /// commit, `GET` and `DEL` inside those scripts, `SELECT` for a database
-    /// in the URL, `PING`, and `CLIENT ID` and `INFO`, which fred sends when
-    /// it connects; and `WAIT` when `replica_acks` is set.
+    /// in the URL, `PING`, `CLIENT ID` and `INFO`, which fred sends when it
+    /// connects, `CLUSTER SLOTS` and `ASKING`, which cluster clients send; and
+    /// `WAIT` when `replica_acks` is set.
     ///
     /// ```
     /// use outbox_redis::RedisTokenConfig;
@@ -233,7 +234,7 @@ impl RedisTokenConfig {
     #[must_use]
     pub fn acl_rules(&self) -> String {
         format!(
-            "resetkeys ~{}:* resetchannels -@all +set +get +del +pttl +evalsha +script|load +select +ping +client|id +info{}",
+            "resetkeys ~{}:* resetchannels -@all +set +get +del +pttl +evalsha +script|load +select +ping +client|id +info +cluster|slots +asking{}",
             self.key_prefix,
             if self.replica_acks > 0 { " +wait" } else { "" }
         )

@@ -208,6 +208,19 @@ where
     Ok(claims)
 }
 
+/// The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag — the
+/// part between the first `{` and the next `}`, when not empty — or of the
+/// whole key, modulo 16,384.
+#[cfg(feature = "cluster")]
+pub(crate) fn slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = bytes.iter().position(|&b| b == b'{').and_then(|open| {
+        let close = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &bytes[open + 1..open + 1 + close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(bytes)) % 16_384
+}
+
 /// What replication asks of each write: `WAIT <replicas> <ms>` after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Acks {
@@ -282,6 +295,19 @@ mod tests {
                 expires_in: Some(_)
             })
         ));
+    }
+
+    #[cfg(feature = "cluster")]
+    #[test]
+    fn slots_match_redis() {
+        // Values from `CLUSTER KEYSLOT`.
+        assert_eq!(slot("foo"), 12_182);
+        assert_eq!(slot("{user1000}.following"), slot("user1000"));
+        assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+        assert_eq!(
+            slot("{}x"),
+            crc16::State::<crc16::XMODEM>::calculate(b"{}x") % 16_384
+        );
     }
 
     #[test]

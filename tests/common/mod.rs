@@ -193,6 +193,16 @@ impl RedisServer {
                 "--cluster-config-file",
                 "nodes.conf",
             ]);
+            // Fail over within seconds, whatever the replica's data age, as
+            // Redis's own tests do; replicas sync without the 5 s delay.
+            command.args([
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-replica-validity-factor",
+                "0",
+                "--repl-diskless-sync-delay",
+                "0",
+            ]);
         }
         let child = match command.spawn() {
             Ok(child) => child,
@@ -247,6 +257,11 @@ impl RedisServer {
             Err(error) => panic!("could not run redis-cli: {error}"),
         };
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Kills the server (as a crash would) and waits for it to exit.
@@ -368,4 +383,220 @@ where
         accepted += joined.expect("task");
     }
     accepted
+}
+
+/// A real Redis Cluster: 3 masters and 3 replicas on free loopback ports,
+/// created with `redis-cli --cluster create`, stopped on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts 6 nodes, creates the cluster and waits for `cluster_state:ok`.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..6).map(|_| RedisServer::cluster_node()).collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port()));
+        }
+        let output = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            output.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok(Duration::from_secs(20));
+        cluster
+    }
+
+    /// `redis-cluster://` URL naming every master as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .take(3)
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        format!("redis-cluster://{}", seeds.join(","))
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and sees
+    /// three masters, and every running replica is linked to its master.
+    pub fn wait_ok(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                let info = n.cli(&["CLUSTER", "INFO"]);
+                let replication = n.cli(&["INFO", "replication"]);
+                // A replica counts once its link to its master is up.
+                let linked = replication.contains("role:master")
+                    || replication.contains("master_link_status:up");
+                info.contains("cluster_state:ok") && info.contains("cluster_size:3") && linked
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster was not ok within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The running node that masters `slot`.
+    pub fn master_of(&self, slot: u16) -> usize {
+        let running = self
+            .nodes
+            .iter()
+            .find(|n| n.is_running())
+            .expect("a running node");
+        let nodes = running.cli(&["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let port: u16 = fields[1]
+                .split(['@', ':'])
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            for range in &fields[8..] {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>())
+                    && (lo..=hi).contains(&slot)
+                {
+                    return self
+                        .nodes
+                        .iter()
+                        .position(|n| n.port() == port)
+                        .expect("a known node");
+                }
+            }
+        }
+        panic!("no master for slot {slot}:\n{nodes}");
+    }
+
+    /// Keys held by each running master.
+    pub fn keys_per_master(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running() && n.cli(&["ROLE"]).starts_with("master"))
+            .map(|n| n.cli(&["DBSIZE"]).parse().unwrap_or(0))
+            .collect()
+    }
+}
+
+/// Upper bound on fresh tokens in a run: one bit each, allocated up front so
+/// the bookkeeping itself does not grow.
+pub const MAX_TOKENS: u64 = 1 << 24;
+
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What the workers share: one bit per fresh token, and counters.
+pub struct Tally {
+    pub accepted: Vec<std::sync::atomic::AtomicU64>,
+    pub issued: std::sync::atomic::AtomicU64,
+    pub twice: std::sync::atomic::AtomicU64,
+    pub answers: std::sync::atomic::AtomicU64,
+    pub errors: std::sync::atomic::AtomicU64,
+    /// When the last error happened, in ms after `started`, and the first.
+    pub first_error_ms: std::sync::atomic::AtomicU64,
+    pub last_error_ms: std::sync::atomic::AtomicU64,
+    pub started: Instant,
+    pub stop: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tally {
+    /// Empty, with room for `MAX_TOKENS` tokens.
+    pub fn new() -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64};
+        Self {
+            accepted: (0..MAX_TOKENS / 64).map(|_| AtomicU64::new(0)).collect(),
+            issued: AtomicU64::new(0),
+            twice: AtomicU64::new(0),
+            answers: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            first_error_ms: AtomicU64::new(u64::MAX),
+            last_error_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The time from the first error to the last one, if any.
+    pub fn error_window(&self) -> Option<Duration> {
+        let first = self.first_error_ms.load(Ordering::Relaxed);
+        let last = self.last_error_ms.load(Ordering::Relaxed);
+        (first != u64::MAX).then(|| Duration::from_millis(last.saturating_sub(first)))
+    }
+
+    /// Records that token `n` was accepted; counts it if it already was.
+    pub fn accept(&self, n: u64) {
+        let bit = 1 << (n % 64);
+        let word = usize::try_from(n / 64).expect("fits");
+        if self.accepted[word].fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+            self.twice.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Half fresh tokens, half duplicates of the last 10,000, until told to stop.
+pub async fn worker<L1, L2>(
+    provider: std::sync::Arc<outbox_redis::TwoTier<L1, L2>>,
+    tally: std::sync::Arc<Tally>,
+    mut seed: u64,
+) where
+    L1: outbox_redis::LocalCache,
+    L2: outbox_redis::RemoteStore,
+{
+    while !tally.stop.load(Ordering::Relaxed) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let high = tally.issued.load(Ordering::Relaxed);
+        let n = if seed.is_multiple_of(2) || high == 0 {
+            tally.issued.fetch_add(1, Ordering::Relaxed)
+        } else {
+            high.saturating_sub(1 + (seed >> 8) % high.min(10_000))
+        };
+        if n >= MAX_TOKENS {
+            break;
+        }
+        let result = provider.try_reserve(&format!("soak-{n}")).await;
+        if let Ok(accepted) = result {
+            tally.answers.fetch_add(1, Ordering::Relaxed);
+            if accepted {
+                tally.accept(n);
+            }
+        } else {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            let at = u64::try_from(tally.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tally.first_error_ms.fetch_min(at, Ordering::Relaxed);
+            tally.last_error_ms.fetch_max(at, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

