@@ -24,7 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub(crate) const AUTH_CODES: &[&str] = &["NOAUTH", "WRONGPASS", "NOPERM"];
 
 /// Server error codes that mean "not now": the server is loading, failing
-/// over, or a replica; the same call may succeed shortly.
+/// over, a replica, or a cluster slot is moving; the same call may succeed
+/// shortly.
 pub(crate) const OUTAGE_CODES: &[&str] = &[
     "LOADING",
     "TRYAGAIN",

@@ -32,6 +32,17 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
+/// A free port whose cluster bus port (port + 10,000) is free too.
+fn free_cluster_port() -> u16 {
+    for _ in 0..1_000 {
+        let port = free_port();
+        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair (port, port + 10000) for a cluster node");
+}
+
 fn unique_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
@@ -96,7 +107,7 @@ impl RedisServer {
     /// `CLUSTER KEYSLOT`, Redis's own answer to which slot a key hashes to.
     pub fn cluster_node() -> Self {
         let mut node = Self {
-            port: free_port(),
+            port: free_cluster_port(),
             password: None,
             tls: None,
             master: None,
