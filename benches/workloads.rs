@@ -593,25 +593,13 @@ async fn batch(bench: &Bench) {
     );
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 async fn memory(bench: &Bench) {
     const N: usize = 1_000_000;
     let ours = bench.ours_redis_moka().await;
     // Warm up allocator and connection with a first pass, then measure a second.
     drive(ours.clone(), bench.fresh("mem-warm", 50_000), 64).await;
     bench.flush();
-    let before = rss_kib();
+    let before = common::rss_kib();
     for chunk in 0..10 {
         drive(
             ours.clone(),
@@ -622,7 +610,7 @@ async fn memory(bench: &Bench) {
         bench.flush();
     }
     ours.0.local().run_pending_tasks();
-    let after = rss_kib();
+    let after = common::rss_kib();
     println!(
         "\nmemory: {N} distinct tokens, local_cache_capacity 10,000: resident {} MiB -> {} MiB (+{:.1} MiB), L1 holds {}",
         before / 1024,

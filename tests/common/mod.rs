@@ -508,6 +508,7 @@ impl RedisCluster {
 /// the bookkeeping itself does not grow.
 pub const MAX_TOKENS: u64 = 1 << 24;
 
+/// This process's resident memory, in KiB (from /proc).
 pub fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
