@@ -279,13 +279,10 @@ impl RemoteStore for FredStore {
             self.pttl(key)
         })
         .await?;
-        if claim.is_reserved()
-            && let Err(error) = acks.check(acked)
-        {
-            // Fail closed: a claim that a failover could lose does not count.
-            self.release(key, owner).await?;
-            return Err(error);
-        }
+        record::release_unreplicated(acks.check(acked), &[key], &[claim], |key| {
+            self.release(key, owner)
+        })
+        .await?;
         Ok(claim)
     }
 
@@ -350,17 +347,13 @@ impl RemoteStore for FredStore {
         }
         let previous: Vec<Option<Bytes>> = pipeline.all().await.map_err(|e| self.err(&e))?;
         let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
-        if let Some(acks) = self.acks
-            && let Err(error) = self
-                .wait(acks, &keys.iter().map(String::as_str).collect::<Vec<_>>())
-                .await
-        {
-            for (key, claim) in keys.iter().zip(&claims) {
-                if claim.is_reserved() {
-                    self.release(key, owner).await?;
-                }
-            }
-            return Err(error);
+        if let Some(acks) = self.acks {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let replicated = self.wait(acks, &keys).await;
+            record::release_unreplicated(replicated, &keys, &claims, |key| {
+                self.release(key, owner)
+            })
+            .await?;
         }
         Ok(claims)
     }

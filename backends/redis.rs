@@ -340,13 +340,10 @@ impl RemoteStore for RedisStore {
             self.pttl(key)
         })
         .await?;
-        if claim.is_reserved()
-            && let Err(error) = acks.check(acked)
-        {
-            // Fail closed: a claim that a failover could lose does not count.
-            self.release(key, owner).await?;
-            return Err(error);
-        }
+        record::release_unreplicated(acks.check(acked), &[key], &[claim], |key| {
+            self.release(key, owner)
+        })
+        .await?;
         Ok(claim)
     }
 
@@ -428,15 +425,12 @@ impl RemoteStore for RedisStore {
             };
         }
         let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
-        if let (Some(acks), Some(acked)) = (self.acks, acked)
-            && let Err(error) = acks.check(acked)
-        {
-            for (key, claim) in keys.iter().zip(&claims) {
-                if claim.is_reserved() {
-                    self.release(key, owner).await?;
-                }
-            }
-            return Err(error);
+        if let (Some(acks), Some(acked)) = (self.acks, acked) {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            record::release_unreplicated(acks.check(acked), &keys, &claims, |key| {
+                self.release(key, owner)
+            })
+            .await?;
         }
         Ok(claims)
     }

@@ -252,6 +252,29 @@ impl Acks {
     }
 }
 
+/// Fails closed on missing acknowledgements: when `replicated` is an error,
+/// the claims of `keys` that were reserved are released with `release` (a
+/// claim that a failover could lose does not count) and the error returned.
+pub(crate) async fn release_unreplicated<'k, F>(
+    replicated: Result<()>,
+    keys: &[&'k str],
+    claims: &[Claim],
+    release: impl Fn(&'k str) -> F,
+) -> Result<()>
+where
+    F: Future<Output = Result<bool>>,
+{
+    let Err(error) = replicated else {
+        return Ok(());
+    };
+    for (&key, claim) in keys.iter().zip(claims) {
+        if claim.is_reserved() {
+            release(key).await?;
+        }
+    }
+    Err(error)
+}
+
 /// The answer for a 0.1.x key given its `PTTL` reply (negative: no expiry or
 /// gone).
 pub(crate) fn legacy_claim(pttl: i64) -> Claim {
