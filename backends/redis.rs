@@ -246,7 +246,7 @@ impl RedisStore {
     /// acknowledged. In a cluster all keys must share a slot.
     async fn claim_batch(
         &self,
-        keys: &[&String],
+        keys: &[&str],
         value: &str,
         ttl: Duration,
     ) -> Result<(Vec<Option<Vec<u8>>>, Option<i64>)> {
@@ -333,7 +333,7 @@ impl RemoteStore for RedisStore {
             .await;
         };
         // The claim and WAIT in one round trip, on the key's connection.
-        let (previous, acked) = self.claim_batch(&[&key.to_owned()], &value, ttl).await?;
+        let (previous, acked) = self.claim_batch(&[key], &value, ttl).await?;
         let previous = previous.into_iter().next().flatten();
         let acked = acked.unwrap_or(0);
         let claim = record::settle(previous.as_deref(), owner, started, self.timeout, || {
@@ -408,7 +408,7 @@ impl RemoteStore for RedisStore {
         // One pipeline; in a cluster one per slot, all in flight at once.
         let groups = self.conn.slot_groups(keys);
         let batches = groups.iter().map(|group| {
-            let batch: Vec<&String> = group.iter().map(|&i| &keys[i]).collect();
+            let batch: Vec<&str> = group.iter().map(|&i| keys[i].as_str()).collect();
             let value = value.as_str();
             async move { self.claim_batch(&batch, value, ttl).await }
         });

@@ -30,6 +30,16 @@ fn moka_over(store: &Faulty, config: RedisTokenConfig) -> TwoTier<MokaCache, Fau
     TwoTier::with_store(store.clone(), config).expect("valid config")
 }
 
+fn fail_open_over(store: &Faulty) -> TwoTier<MokaCache, Faulty> {
+    moka_over(
+        store,
+        RedisTokenConfig {
+            failure_policy: FailurePolicy::FailOpen,
+            ..config()
+        },
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_storm_reaches_the_store_once_per_token() {
     let store = FaultyStore::new(MemoryStore::new());
@@ -150,13 +160,7 @@ async fn a_failing_store_is_an_error_under_fail_closed() {
 #[tokio::test]
 async fn fail_open_accepts_once_then_rejects_local_duplicates() {
     let store = FaultyStore::new(MemoryStore::new());
-    let provider = moka_over(
-        &store,
-        RedisTokenConfig {
-            failure_policy: FailurePolicy::FailOpen,
-            ..config()
-        },
-    );
+    let provider = fail_open_over(&store);
     store.set_fault(Fault::Unavailable);
     assert!(provider.try_reserve("t").await.unwrap());
     assert!(!provider.try_reserve("t").await.unwrap());
@@ -170,13 +174,7 @@ async fn fail_open_accepts_once_then_rejects_local_duplicates() {
 #[tokio::test]
 async fn fail_open_rides_out_outages_but_not_refusals() {
     let store = FaultyStore::new(MemoryStore::new());
-    let provider = moka_over(
-        &store,
-        RedisTokenConfig {
-            failure_policy: FailurePolicy::FailOpen,
-            ..config()
-        },
-    );
+    let provider = fail_open_over(&store);
     store.set_fault(Fault::Refuse);
     let error = provider.try_reserve("t").await.unwrap_err();
     assert!(matches!(error, Error::Auth { .. }), "{error:?}");
