@@ -29,8 +29,8 @@ impl Drop for Task {
 
 /// A [`RemoteStore`] on a Redis server (7.0 or later) through fred.
 ///
-/// fred has no command timeout by default; this store sets
-/// `operation_timeout` as fred's default command timeout and reconnects with
+/// fred has no command timeout by default; this store sets the config's
+/// [`call_timeout`](crate::RedisTokenConfig::call_timeout) as fred's default command timeout and reconnects with
 /// an exponential backoff (10 ms to 500 ms, forever) when the connection
 /// drops. The commands are the same as [`RedisStore`](crate::backends::RedisStore)'s,
 /// so the two backends can share one Redis.
@@ -156,7 +156,7 @@ impl FredStore {
         };
         let fred_config = fred_config(url).map_err(|e| invalid_url(e.details().to_owned()))?;
         let connect = config.connect_timeout;
-        let timeout = config.operation_timeout;
+        let timeout = config.call_timeout();
         let client = Builder::from_config(fred_config)
             .with_connection_config(|c| {
                 c.connection_timeout = connect;

@@ -13,11 +13,9 @@ use std::time::Duration;
 
 /// A [`RemoteStore`] on a Redis server (7.0 or later) through redis-rs.
 ///
-/// Calls are bounded by `TwoTier`'s `operation_timeout`; used on its own,
-/// wrap calls in `tokio::time::timeout`.
-///
-/// Every command fails within `operation_timeout` (a timeout, or the store
-/// unavailable), including while it reconnects.
+/// Every command fails within the config's
+/// [`call_timeout`](crate::RedisTokenConfig::call_timeout) (a timeout, or the
+/// store unavailable), including while it reconnects.
 ///
 /// One multiplexed connection, managed by redis-rs's `ConnectionManager`:
 /// when the socket drops, the next command reconnects (with a short
@@ -177,7 +175,7 @@ impl RedisStore {
             reason: error.to_string(),
         })?;
         let connect = config.connect_timeout;
-        let timeout = config.operation_timeout;
+        let timeout = config.call_timeout();
         // One direct connection first: it reports a refused connection or a
         // wrong password at once, where the manager would retry them.
         let probe = AsyncConnectionConfig::new()
@@ -189,7 +187,7 @@ impl RedisStore {
         )
         .await?;
         drop(first);
-        // Every command is bounded by `operation_timeout` here, so `TwoTier`
+        // Every command is bounded by `call_timeout()` here, so `TwoTier`
         // needs no timer of its own around `reserve` (see `bounds_reserve`):
         // the response timeout bounds a sent command, and a reconnection is
         // one attempt bounded by the same time (the next call starts the next
@@ -211,7 +209,7 @@ impl RedisStore {
         cluster: &crate::url::ClusterUrl,
         config: &RedisTokenConfig,
     ) -> Result<Self> {
-        let timeout = config.operation_timeout;
+        let timeout = config.call_timeout();
         let nodes: Vec<String> = cluster
             .nodes
             .iter()

@@ -101,7 +101,10 @@ pub struct RedisTokenConfig {
     /// reservation is released and [`Error::NotReplicated`] returned.
     pub replica_acks: u32,
     /// How long a reservation waits for `replica_acks` acknowledgements.
-    /// Below `operation_timeout`.
+    /// A call that waits is bounded by `operation_timeout` plus this (see
+    /// [`call_timeout`](Self::call_timeout)): Redis answers `WAIT` only on
+    /// its next timer tick after the timeout (up to 100 ms late at the
+    /// default `hz 10`), and the round trip still needs its own budget.
     pub replica_ack_timeout: Duration,
     /// How a token becomes a key: readable (the default) or a digest.
     pub key_mode: KeyMode,
@@ -203,17 +206,31 @@ impl RedisTokenConfig {
         }
         if self.replica_acks > 0 {
             check_duration("replica_ack_timeout", self.replica_ack_timeout, ms)?;
-            if self.replica_ack_timeout >= self.operation_timeout {
-                return Err(invalid(
-                    "replica_ack_timeout",
-                    format!(
-                        "is {:?}, not below `operation_timeout` ({:?}); the acknowledgement must fit in the operation",
-                        self.replica_ack_timeout, self.operation_timeout
-                    ),
-                ));
-            }
         }
         Ok(())
+    }
+
+    /// The longest one store call may take before it fails with
+    /// [`Error::Timeout`](crate::Error::Timeout): `operation_timeout`, plus
+    /// `replica_ack_timeout` when `replica_acks` is set, because such a call
+    /// deliberately waits for the replicas on top of its round trip.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use outbox_redis::RedisTokenConfig;
+    /// let config = RedisTokenConfig::default();
+    /// assert_eq!(config.call_timeout(), Duration::from_secs(1));
+    /// let acked = RedisTokenConfig { replica_acks: 1, ..config };
+    /// assert_eq!(acked.call_timeout(), Duration::from_millis(1100));
+    /// ```
+    #[must_use]
+    pub fn call_timeout(&self) -> Duration {
+        if self.replica_acks > 0 {
+            self.operation_timeout
+                .saturating_add(self.replica_ack_timeout)
+        } else {
+            self.operation_timeout
+        }
     }
 
     /// The Redis ACL rules that are enough for a provider with this

@@ -126,7 +126,7 @@ pub trait RemoteStore: Send + Sync {
     /// The longest a [`reserve`](Self::reserve) call can take before it fails
     /// with a timeout of its own, if the store guarantees one — time spent
     /// waiting for a reconnection included. When it is within the provider's
-    /// `operation_timeout`, `TwoTier` adds no timer of its own to `reserve`,
+    /// `call_timeout()`, `TwoTier` adds no timer of its own to `reserve`,
     /// the call every new token makes (a tokio timer per call costs ~10% of
     /// throughput against a local Redis). The default, `None`, makes
     /// `TwoTier` bound every call itself.

@@ -5,7 +5,8 @@
 //! 3. concurrent callers for the same token in this process share one L2 call
 //!    (single flight): the first leads, the others wait for its answer and
 //!    see "duplicate";
-//! 4. L2 `reserve` under `operation_timeout`;
+//! 4. L2 `reserve` under the config's `call_timeout()` (`operation_timeout`,
+//!    plus `replica_ack_timeout` when replicas must acknowledge);
 //! 5. remember the answer in L1: our reservation until its L2 expiry, someone
 //!    else's for at most `local_ttl` and never past its L2 expiry;
 //! 6. on an L2 failure, apply the [`FailurePolicy`].
@@ -366,7 +367,7 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let after = self.config.operation_timeout;
+        let after = self.config.call_timeout();
         tokio::time::timeout(after, call)
             .await
             .unwrap_or(Err(Error::Timeout { operation, after }))
@@ -400,7 +401,7 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
                     return self.lead(token, ttl, now, leading).await;
                 }
                 Role::Follower(flight) => {
-                    let after = self.config.operation_timeout;
+                    let after = self.config.call_timeout();
                     let outcome =
                         tokio::time::timeout(after, flight.wait())
                             .await
@@ -439,7 +440,7 @@ impl<L1: LocalCache, L2: RemoteStore> TwoTier<L1, L2> {
         let answer = if self
             .l2
             .bounds_reserve()
-            .is_some_and(|bound| bound <= self.config.operation_timeout)
+            .is_some_and(|bound| bound <= self.config.call_timeout())
         {
             // The store fails the call by itself in time: no timer here.
             call.await

@@ -439,10 +439,9 @@ macro_rules! backend_tests {
                     "the batch was released"
                 );
 
-                // A bad pair of values is named at construction.
+                // A zero acknowledgement timeout is named at construction.
                 let bad = RedisTokenConfig {
-                    replica_acks: 1,
-                    replica_ack_timeout: config.operation_timeout,
+                    replica_ack_timeout: Duration::ZERO,
                     ..config
                 };
                 let error = Provider::new(&master.url(), bad).await.unwrap_err();
