@@ -74,7 +74,7 @@ impl Target for RawRedisGet {
         let mut conn = self.0.clone();
         let old: Option<Vec<u8>> = redis::cmd("SET")
             .arg(format!("i_token:{token}"))
-            .arg("1:0123456789abcdef0123456789abcdef:1764866000000")
+            .arg("1:AAAAAAAACrwAAAAAAAAABQ:1764866000000")
             .arg("NX")
             .arg("PX")
             .arg(TTL.as_millis() as u64)
@@ -175,6 +175,7 @@ fn cpu_time() -> Duration {
 
 thread_local! {
     static LAST_CPU_NS_PER_OP: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+    static LAST_OPS: std::cell::Cell<usize> = const { std::cell::Cell::new(1) };
 }
 
 /// Runs every token through `tasks` tasks; returns (ops per second, accepted).
@@ -205,6 +206,7 @@ async fn drive<T: Target>(target: Arc<T>, tokens: Vec<String>, tasks: usize) -> 
     }
     let per_op = cpu_time().saturating_sub(cpu).as_nanos() as f64 / tokens.len() as f64;
     LAST_CPU_NS_PER_OP.with(|c| c.set(per_op));
+    LAST_OPS.with(|c| c.set(tokens.len()));
     (
         tokens.len() as f64 / started.elapsed().as_secs_f64(),
         accepted,
@@ -229,6 +231,18 @@ impl Bench {
 
     fn flush(&self) {
         self.server.cli(&["FLUSHALL"]);
+    }
+
+    /// CPU time the server has used so far (user + system, from `INFO cpu`):
+    /// less noisy than throughput on a shared machine.
+    fn server_cpu(&self) -> Duration {
+        let info = self.server.cli(&["INFO", "cpu"]);
+        let seconds: f64 = info
+            .lines()
+            .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .sum();
+        Duration::from_secs_f64(seconds)
     }
 
     /// Calls of commands that write a token (SET, EVALSHA, EVAL) so far.
@@ -350,33 +364,40 @@ impl Bench {
 
 macro_rules! rounds {
     ($bench:expr, $( $name:literal => $body:expr ),+ $(,)?) => {{
-        let mut results: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![$( ($name, Vec::new(), Vec::new()) ),+];
+        let mut results: Vec<(&str, Vec<f64>, Vec<f64>, Vec<f64>)> =
+            vec![$( ($name, Vec::new(), Vec::new(), Vec::new()) ),+];
         for _ in 0..ROUNDS {
             let mut i = 0;
             $(
+                let server = $bench.server_cpu();
                 let value: f64 = $body;
+                let server = $bench.server_cpu().saturating_sub(server);
                 results[i].1.push(value);
                 results[i].2.push(LAST_CPU_NS_PER_OP.with(std::cell::Cell::get));
+                results[i].3.push(server.as_nanos() as f64 / LAST_OPS.with(std::cell::Cell::get) as f64);
                 i += 1;
                 $bench.flush();
             )+
             let _ = i;
         }
-        results.into_iter().map(|(name, xs, cpu)| (name, median(xs), median(cpu))).collect::<Vec<_>>()
+        results
+            .into_iter()
+            .map(|(name, xs, cpu, server)| (name, median(xs), median(cpu), median(server)))
+            .collect::<Vec<_>>()
     }};
 }
 
 /// Prints each result as a ratio to `baseline`, with the client process's
-/// CPU time per operation (the server's is not counted).
-fn report(title: &str, baseline: &str, results: &[(&str, f64, f64)], unit: &str) {
+/// and the server's CPU time per operation.
+fn report(title: &str, baseline: &str, results: &[(&str, f64, f64, f64)], unit: &str) {
     let base = results
         .iter()
         .find(|(n, ..)| *n == baseline)
-        .map_or(1.0, |(_, v, _)| *v);
+        .map_or(1.0, |(_, v, ..)| *v);
     println!("\n{title}");
-    for (name, value, cpu) in results {
+    for (name, value, cpu, server) in results {
         println!(
-            "  {name:<34} {value:>12.0} {unit}   {:>6.2}x {baseline}   client CPU {cpu:>6.0} ns/op",
+            "  {name:<34} {value:>12.0} {unit}   {:>6.2}x {baseline}   CPU/op client {cpu:>6.0} ns, server {server:>5.0} ns",
             value / base
         );
     }
@@ -418,9 +439,9 @@ async fn new_tokens(bench: &Bench, tasks: usize) {
     let fred_base = results
         .iter()
         .find(|(n, ..)| *n == "raw fred")
-        .map_or(1.0, |(_, v, _)| *v);
+        .map_or(1.0, |(_, v, ..)| *v);
     for name in ["FredTokenProvider (moka)", "TwoTier<NoCache, FredStore>"] {
-        if let Some((_, v, _)) = results.iter().find(|(n, ..)| *n == name) {
+        if let Some((_, v, ..)) = results.iter().find(|(n, ..)| *n == name) {
             println!("  {name:<34} {:>6.2}x raw fred", v / fred_base);
         }
     }
@@ -523,31 +544,33 @@ async fn own_hot_token(bench: &Bench) {
     );
 }
 
-async fn batch(bench: &Bench) {
-    const BATCH: usize = 1_000;
-    const BATCHES: usize = 50;
-    let ours = bench.ours_redis_moka().await;
-    let mut many = Vec::new();
-    let mut sequential = Vec::new();
-    for _ in 0..ROUNDS {
-        let started = Instant::now();
-        for _ in 0..BATCHES {
-            let tokens = bench.fresh("batch", BATCH);
-            let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-            let answers = ours.0.try_reserve_many(&refs).await.expect("reserve_many");
-            assert!(answers.iter().all(|&a| a));
-        }
-        many.push((BATCH * BATCHES) as f64 / started.elapsed().as_secs_f64());
-        bench.flush();
-        let started = Instant::now();
-        for _ in 0..5 {
-            for token in bench.fresh("seq", BATCH) {
-                assert!(ours.hit(&token).await);
+/// Tokens per second when `callers` tasks share `batches`, each task calling
+/// `call` on the next batch until none is left.
+async fn batches_per_s<F, Fut>(batches: Vec<Vec<String>>, callers: usize, call: F) -> f64
+where
+    F: Fn(Vec<String>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let tokens: usize = batches.iter().map(Vec::len).sum();
+    let queue = Arc::new(std::sync::Mutex::new(batches));
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (queue, call) = (queue.clone(), call.clone());
+        set.spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue").pop();
+                let Some(batch) = next else { break };
+                call(batch).await;
             }
-        }
-        sequential.push((BATCH * 5) as f64 / started.elapsed().as_secs_f64());
-        bench.flush();
+        });
     }
+    while set.join_next().await.is_some() {}
+    tokens as f64 / started.elapsed().as_secs_f64()
+}
+
+/// `redis-benchmark -P 16 -t set` against the bench's server: SET/s.
+fn redis_benchmark(bench: &Bench) -> f64 {
     let output = std::process::Command::new("redis-benchmark")
         .args([
             "-h",
@@ -559,7 +582,7 @@ async fn batch(bench: &Bench) {
             "-t",
             "set",
             "-n",
-            "500000",
+            "300000",
             "-q",
         ])
         .output()
@@ -567,8 +590,7 @@ async fn batch(bench: &Bench) {
     bench.flush();
     let text = String::from_utf8_lossy(&output.stdout);
     // Progress lines end in \r; the result reads "SET: <n> requests per second".
-    let reference: f64 = text
-        .split(['\r', '\n'])
+    text.split(['\r', '\n'])
         .filter(|line| line.contains("requests per second"))
         .filter_map(|line| {
             line.split("SET:")
@@ -579,18 +601,118 @@ async fn batch(bench: &Bench) {
                 .ok()
         })
         .next_back()
-        .unwrap_or(f64::NAN);
-    let (many, sequential) = (median(many), median(sequential));
-    println!("\nreserve_many: batches of {BATCH} new tokens");
-    println!("  try_reserve_many                   {many:>12.0} tokens/s");
+        .unwrap_or(f64::NAN)
+}
+
+/// Prints the `reserve_many` rows (name, tokens/s, server CPU ns per token)
+/// as medians, with ratios to redis-benchmark and to sequential calls.
+fn report_batch(batch: usize, rows: Vec<(String, Vec<f64>, Vec<f64>)>) {
+    let rows: Vec<(String, f64, f64)> = rows
+        .into_iter()
+        .map(|(n, v, s)| (n, median(v), median(s)))
+        .collect();
+    let value = |name: &str| {
+        rows.iter()
+            .find(|(n, ..)| n == name)
+            .map_or(f64::NAN, |r| r.1)
+    };
+    let reference = value("redis-benchmark -P 16 -t set");
+    let sequential = value("sequential try_reserve");
     println!(
-        "  sequential try_reserve             {sequential:>12.0} tokens/s   batch is {:.1}x",
-        many / sequential
+        "\nreserve_many: batches of {batch} new tokens (tokens/s; x redis-benchmark; x sequential; server CPU per token)"
     );
-    println!(
-        "  redis-benchmark -P 16 -t set       {reference:>12.0} SET/s      batch is {:.2}x",
-        many / reference
-    );
+    for (name, v, server) in &rows {
+        println!(
+            "  {name:<36} {v:>12.0}   {:>5.2}x   {:>6.1}x   {server:>5.0} ns",
+            v / reference,
+            v / sequential
+        );
+    }
+}
+
+async fn batch(bench: &Bench) {
+    const BATCH: usize = 1_000;
+    const BATCHES: usize = 48;
+    let ours = bench.ours_redis_moka().await;
+    let raw = bench.raw_redis().await;
+    let reserve_many = move |tokens: Vec<String>| {
+        let ours = ours.clone();
+        async move {
+            let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            let answers = ours.0.try_reserve_many(&refs).await.expect("reserve_many");
+            assert!(answers.iter().all(|&a| a));
+        }
+    };
+    let pipeline = move |tokens: Vec<String>| {
+        let mut conn = raw.0.clone();
+        async move {
+            let mut pipe = redis::pipe();
+            for token in &tokens {
+                pipe.cmd("SET")
+                    .arg(format!("i_token:{token}"))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(3_600_000);
+            }
+            let set: Vec<Option<String>> = pipe.query_async(&mut conn).await.expect("pipeline");
+            assert!(set.iter().all(Option::is_some));
+        }
+    };
+    let ours_one = bench.ours_redis_moka().await;
+    // name, tokens/s, server CPU ns per token
+    let mut rows: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    let mut record = |name: String, (value, server): (f64, f64)| match rows
+        .iter_mut()
+        .find(|(n, ..)| *n == name)
+    {
+        Some((_, values, servers)) => {
+            values.push(value);
+            servers.push(server);
+        }
+        None => rows.push((name, vec![value], vec![server])),
+    };
+    let tokens = (BATCH * BATCHES) as f64;
+    let timed = async |run: std::pin::Pin<Box<dyn Future<Output = f64> + '_>>| {
+        let server = bench.server_cpu();
+        let value = run.await;
+        let server = bench.server_cpu().saturating_sub(server).as_nanos() as f64 / tokens;
+        bench.flush();
+        (value, server)
+    };
+    // Tokens are made before each clock starts, for every side.
+    let fresh = |prefix: &str| -> Vec<Vec<String>> {
+        (0..BATCHES).map(|_| bench.fresh(prefix, BATCH)).collect()
+    };
+    for _ in 0..ROUNDS {
+        for callers in [1, 4] {
+            let run = batches_per_s(fresh("batch"), callers, reserve_many.clone());
+            record(
+                format!("try_reserve_many, {callers} caller(s)"),
+                timed(Box::pin(run)).await,
+            );
+            let run = batches_per_s(fresh("pipe"), callers, pipeline.clone());
+            record(
+                format!("raw redis-rs pipeline, {callers} caller(s)"),
+                timed(Box::pin(run)).await,
+            );
+        }
+        let tokens = bench.fresh("seq", 5 * BATCH);
+        let run = async {
+            let started = Instant::now();
+            for token in tokens {
+                assert!(ours_one.hit(&token).await);
+            }
+            (5 * BATCH) as f64 / started.elapsed().as_secs_f64()
+        };
+        let (value, _) = timed(Box::pin(run)).await;
+        record("sequential try_reserve".to_owned(), (value, f64::NAN));
+        record(
+            "redis-benchmark -P 16 -t set".to_owned(),
+            (redis_benchmark(bench), f64::NAN),
+        );
+    }
+    report_batch(BATCH, rows);
 }
 
 async fn memory(bench: &Bench) {
