@@ -11,6 +11,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, ServerErrorKind};
 use std::time::Duration;
 
+#[cfg(feature = "cluster")]
+mod slots;
+
 /// A [`RemoteStore`] on a Redis server (7.0 or later) through redis-rs.
 ///
 /// Every command fails within the config's
@@ -48,31 +51,96 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// A single server (through the reconnecting manager) or a Redis Cluster.
+/// A single server (through the reconnecting manager) or a Redis Cluster
+/// with the slot map `reserve_many` routes by.
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(
+        redis::cluster_async::ClusterConnection,
+        std::sync::Arc<slots::Slots>,
+    ),
+}
+
+/// A cluster node (host, port), as `CLUSTER SLOTS` names it.
+#[cfg(feature = "cluster")]
+type Node = std::sync::Arc<(String, u16)>;
+#[cfg(not(feature = "cluster"))]
+type Node = std::convert::Infallible;
+
+/// The indexes of some keys that one pipeline claims: on `node` when it is
+/// known, else where redis-rs routes the pipeline (the single server, or the
+/// node of the keys' one slot).
+struct Group {
+    node: Option<Node>,
+    indexes: Vec<usize>,
 }
 
 impl Conn {
     /// The indexes of `keys` grouped so that each group can be one pipeline:
-    /// all together on a single server, by slot in a cluster (redis-rs
-    /// pipelines may not cross slots).
-    fn slot_groups(&self, keys: &[String]) -> Vec<Vec<usize>> {
+    /// all together on a single server; in a cluster by node where the slot
+    /// map is known, and by slot for keys whose node is not.
+    #[cfg_attr(not(feature = "cluster"), allow(clippy::unused_async))]
+    async fn groups(&self, keys: &[String]) -> Vec<Group> {
         match self {
-            Self::Single(_) => vec![(0..keys.len()).collect()],
+            Self::Single(_) => vec![Group {
+                node: None,
+                indexes: (0..keys.len()).collect(),
+            }],
             #[cfg(feature = "cluster")]
-            Self::Cluster(_) => {
-                let mut by_slot: std::collections::BTreeMap<u16, Vec<usize>> =
-                    std::collections::BTreeMap::new();
-                for (i, key) in keys.iter().enumerate() {
-                    by_slot.entry(record::slot(key)).or_default().push(i);
-                }
-                by_slot.into_values().collect()
+            Self::Cluster(conn, slots) => {
+                let mut conn = conn.clone();
+                let (by_node, unknown) = slots.by_node(&mut conn, keys).await;
+                let mut groups: Vec<Group> = by_node
+                    .into_iter()
+                    .map(|(node, indexes)| Group {
+                        node: Some(node),
+                        indexes,
+                    })
+                    .collect();
+                groups.extend(by_slot(keys, unknown));
+                groups
             }
         }
+    }
+
+    /// Forgets the slot map after a node answered a pipeline with an error
+    /// (a slot moved, a node left): the next `groups` asks the cluster again.
+    #[cfg_attr(not(feature = "cluster"), allow(clippy::unused_self))]
+    fn forget_slots(&self) {
+        #[cfg(feature = "cluster")]
+        if let Self::Cluster(_, slots) = self {
+            slots.forget();
+        }
+    }
+}
+
+/// `indexes` of `keys` grouped by cluster slot: redis-rs routes a pipeline
+/// whose keys share one slot by itself, following MOVED and ASK.
+fn by_slot(keys: &[String], indexes: Vec<usize>) -> Vec<Group> {
+    #[cfg(feature = "cluster")]
+    {
+        let mut slots: std::collections::BTreeMap<u16, Vec<usize>> =
+            std::collections::BTreeMap::new();
+        for i in indexes {
+            slots.entry(record::slot(&keys[i])).or_default().push(i);
+        }
+        slots
+            .into_values()
+            .map(|indexes| Group {
+                node: None,
+                indexes,
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = keys;
+        vec![Group {
+            node: None,
+            indexes,
+        }]
     }
 }
 
@@ -84,7 +152,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Self::Single(conn) => conn.req_packed_command(cmd),
             #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn, _) => conn.req_packed_command(cmd),
         }
     }
 
@@ -97,7 +165,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn, _) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -105,7 +173,7 @@ impl redis::aio::ConnectionLike for Conn {
         match self {
             Self::Single(conn) => conn.get_db(),
             #[cfg(feature = "cluster")]
-            Self::Cluster(conn) => conn.get_db(),
+            Self::Cluster(conn, _) => conn.get_db(),
         }
     }
 }
@@ -231,7 +299,7 @@ impl RedisStore {
         })?;
         let conn = within(config.connect_timeout, client.get_async_connection()).await?;
         Ok(Self {
-            conn: Conn::Cluster(conn),
+            conn: Conn::Cluster(conn, std::sync::Arc::default()),
             release: Script::new(RELEASE_LUA),
             commit: Script::new(COMMIT_LUA),
             timeout,
@@ -241,12 +309,14 @@ impl RedisStore {
 
     /// `SET … NX PX … GET` for each key in one pipeline (plus `WAIT` when
     /// replicas must acknowledge): the previous values, and how many replicas
-    /// acknowledged. In a cluster all keys must share a slot.
+    /// acknowledged. In a cluster the pipeline goes to `node`, or, without
+    /// one, all keys must share a slot.
     async fn claim_batch(
         &self,
         keys: &[&str],
         value: &str,
         ttl: Duration,
+        node: Option<&Node>,
     ) -> Result<(Vec<Option<Vec<u8>>>, Option<i64>)> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
@@ -256,8 +326,19 @@ impl RedisStore {
         if let Some(acks) = self.acks {
             pipe.cmd("WAIT").arg(acks.replicas).arg(acks.timeout_ms);
         }
-        let mut replies: Vec<redis::Value> =
-            pipe.query_async(&mut conn).await.map_err(|e| self.err(e))?;
+        let replies: redis::RedisResult<Vec<redis::Value>> = match (node, &mut conn) {
+            #[cfg(feature = "cluster")]
+            (Some(node), Conn::Cluster(cluster, _)) => {
+                let count = pipe.len();
+                let route = redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
+                    host: node.0.clone(),
+                    port: node.1,
+                };
+                cluster.route_pipeline(pipe, 0, count, route).await
+            }
+            _ => pipe.query_async(&mut conn).await,
+        };
+        let mut replies = replies.map_err(|e| self.err(e))?;
         let acked = if self.acks.is_some() {
             let wait = replies
                 .pop()
@@ -331,7 +412,7 @@ impl RemoteStore for RedisStore {
             .await;
         };
         // The claim and WAIT in one round trip, on the key's connection.
-        let (previous, acked) = self.claim_batch(&[key], &value, ttl).await?;
+        let (previous, acked) = self.claim_batch(&[key], &value, ttl, None).await?;
         let previous = previous.into_iter().next().flatten();
         let acked = acked.unwrap_or(0);
         let claim = record::settle(previous.as_deref(), owner, started, self.timeout, || {
@@ -403,24 +484,46 @@ impl RemoteStore for RedisStore {
             return Ok(Vec::new());
         }
         let value = record::encode(owner, ttl);
-        // One pipeline; in a cluster one per slot, all in flight at once.
-        let groups = self.conn.slot_groups(keys);
-        let batches = groups.iter().map(|group| {
-            let batch: Vec<&str> = group.iter().map(|&i| keys[i].as_str()).collect();
-            let value = value.as_str();
-            async move { self.claim_batch(&batch, value, ttl).await }
-        });
-        let answers = futures_util::future::try_join_all(batches).await?;
         let mut previous: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         let mut acked: Option<i64> = None;
-        for (group, (values, group_acked)) in groups.iter().zip(answers) {
-            for (&i, value) in group.iter().zip(values) {
-                previous[i] = value;
+        // One pipeline; in a cluster one per node, all in flight at once. A
+        // node's pipeline that fails (a slot moved) is claimed again by slot,
+        // which redis-rs routes itself: the same owner makes keys that the
+        // failed pipeline did claim answer `Reserved` again.
+        let mut groups = self.conn.groups(keys).await;
+        for _pass in 0..2 {
+            let answers = futures_util::future::join_all(groups.iter().map(|group| {
+                let batch: Vec<&str> = group.indexes.iter().map(|&i| keys[i].as_str()).collect();
+                let value = value.as_str();
+                async move {
+                    self.claim_batch(&batch, value, ttl, group.node.as_ref())
+                        .await
+                }
+            }))
+            .await;
+            let mut again = Vec::new();
+            for (group, answer) in groups.into_iter().zip(answers) {
+                match answer {
+                    Ok((values, group_acked)) => {
+                        for (&i, value) in group.indexes.iter().zip(values) {
+                            previous[i] = value;
+                        }
+                        acked = match (acked, group_acked) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                    }
+                    Err(error) if group.node.is_none() => return Err(error),
+                    Err(_) => {
+                        self.conn.forget_slots();
+                        again.extend(group.indexes);
+                    }
+                }
             }
-            acked = match (acked, group_acked) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            groups = by_slot(keys, again);
+            if groups.is_empty() {
+                break;
+            }
         }
         let claims = record::settle_many(keys, &previous, owner, |key| self.pttl(key)).await?;
         if let (Some(acks), Some(acked)) = (self.acks, acked) {

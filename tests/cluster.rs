@@ -6,7 +6,7 @@
 mod common;
 
 use common::{RedisCluster, Tally, run, shuffle, worker};
-use outbox_redis::{DefaultCache, KeyMode, RedisTokenConfig, TwoTier};
+use outbox_redis::{Claim, DefaultCache, KeyMode, Owner, RedisTokenConfig, RemoteStore, TwoTier};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -75,6 +75,35 @@ macro_rules! cluster_tests {
                         assert!(held >= 2_000, "{mode:?}: a master holds only {held} of 10,000 keys");
                     }
                 }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reserve_many_follows_slots_that_moved() {
+                let mut cluster = RedisCluster::start();
+                let store = Store::connect(&cluster.url(), &config()).await.expect("connect to the cluster");
+                let ttl = Duration::from_secs(600);
+                let keys = |name: &str| -> Vec<String> { (0..1_000).map(|i| format!("i_token:{name}-{i}")).collect() };
+                let reserved = |claims: Vec<Claim>| claims.iter().all(|c| *c == Claim::Reserved);
+                let taken = |claims: Vec<Claim>| claims.iter().all(|c| matches!(c, Claim::Taken { .. }));
+
+                let before = keys("before");
+                assert!(reserved(store.reserve_many(&before, Owner::new(1, 1), ttl).await.unwrap()));
+                // A replica takes over one shard: what the store learnt of the
+                // slots is stale for a third of the keys.
+                let moved = cluster.fail_over(cluster.master_of(slot_of("i_token:before-0")));
+                let after = keys("after");
+                assert!(reserved(store.reserve_many(&after, Owner::new(1, 2), ttl).await.unwrap()));
+                assert!(taken(store.reserve_many(&before, Owner::new(2, 1), ttl).await.unwrap()));
+                assert!(reserved(store.reserve_many(&after, Owner::new(1, 2), ttl).await.unwrap()), "the same owner again");
+
+                // The promoted master dies and its old master takes over again:
+                // the store still addresses a node that is gone.
+                cluster.nodes[moved].stop();
+                cluster.wait_ok(Duration::from_secs(30));
+                let last = keys("last");
+                assert!(reserved(store.reserve_many(&last, Owner::new(1, 3), ttl).await.unwrap()));
+                assert!(taken(store.reserve_many(&before, Owner::new(3, 1), ttl).await.unwrap()));
+                assert_eq!(cluster.keys_per_master().iter().sum::<u64>(), 3_000, "every key once, on a master");
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -494,6 +494,32 @@ impl RedisCluster {
         panic!("no master for slot {slot}:\n{nodes}");
     }
 
+    /// Promotes the replica of master `master` with `CLUSTER FAILOVER` (the
+    /// graceful, operator-driven kind: the old master becomes its replica)
+    /// and waits until the cluster is ok again; answers the new master.
+    pub fn fail_over(&self, master: usize) -> usize {
+        let id = self.nodes[master].cli(&["CLUSTER", "MYID"]);
+        let nodes = self.nodes[master].cli(&["CLUSTER", "NODES"]);
+        let replica = nodes
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| fields.len() > 3 && fields[2].contains("slave") && fields[3] == id)
+            .and_then(|fields| fields[1].split(['@', ':']).nth(1)?.parse::<u16>().ok())
+            .and_then(|port| self.nodes.iter().position(|n| n.port() == port))
+            .unwrap_or_else(|| panic!("no replica of node {master}:\n{nodes}"));
+        assert_eq!(self.nodes[replica].cli(&["CLUSTER", "FAILOVER"]), "OK");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.nodes[replica].cli(&["ROLE"]).starts_with("master") {
+            assert!(
+                Instant::now() < deadline,
+                "the replica was not promoted within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ok(Duration::from_secs(20));
+        replica
+    }
+
     /// Keys held by each running master.
     pub fn keys_per_master(&self) -> Vec<u64> {
         self.nodes
