@@ -450,6 +450,8 @@ async fn new_tokens(bench: &Bench, tasks: usize) {
 async fn storm(bench: &Bench) {
     const TOKENS: usize = 1_000;
     const COPIES: usize = 100;
+    // A storm is ~15 ms of work: many rounds, so the median is steady.
+    const STORM_ROUNDS: usize = 21;
     let storm_tokens = |prefix: &str| {
         let base = bench.fresh(prefix, TOKENS);
         let mut all: Vec<String> = base
@@ -459,15 +461,15 @@ async fn storm(bench: &Bench) {
         common::shuffle(&mut all, 99);
         all
     };
-    let mut lines = Vec::new();
-    let mut ours_rate = Vec::new();
-    let mut up_rate = Vec::new();
-    for _ in 0..ROUNDS {
-        for (name, which) in [
-            ("RedisTokenProvider (moka)", 0),
-            ("FredTokenProvider (moka)", 1),
-            ("outbox-redis 0.1.5 + moka", 2),
-        ] {
+    let names = [
+        "RedisTokenProvider (moka)",
+        "FredTokenProvider (moka)",
+        "outbox-redis 0.1.5 + moka",
+    ];
+    // per provider: Redis commands, accepted, requests/s, one per round
+    let mut seen: Vec<(Vec<u64>, Vec<usize>, Vec<f64>)> = vec![Default::default(); 3];
+    for _ in 0..STORM_ROUNDS {
+        for (which, row) in seen.iter_mut().enumerate() {
             let before = bench.commands();
             let tokens = storm_tokens("storm");
             let (rate, accepted) = match which {
@@ -475,25 +477,36 @@ async fn storm(bench: &Bench) {
                 1 => drive(bench.ours_fred_moka().await, tokens, 256).await,
                 _ => drive(bench.upstream().await, tokens, 256).await,
             };
-            let commands = bench.commands() - before;
-            match which {
-                0 => ours_rate.push(rate),
-                2 => up_rate.push(rate),
-                _ => {}
-            }
-            lines.push(format!("  {name:<34} {commands:>7} Redis commands, {accepted:>5} accepted, {rate:>10.0} requests/s"));
+            row.0.push(bench.commands() - before);
+            row.1.push(accepted);
+            row.2.push(rate);
             bench.flush();
         }
     }
     println!(
-        "\nretry storm: {TOKENS} tokens x {COPIES} concurrent requests, 256 tasks, one provider ({ROUNDS} rounds)"
+        "\nretry storm: {TOKENS} tokens x {COPIES} concurrent requests, 256 tasks, one provider (median of {STORM_ROUNDS} rounds; min-max)"
     );
-    for line in lines {
-        println!("{line}");
+    let range = |xs: &[u64]| {
+        (
+            xs.iter().min().copied().unwrap_or(0),
+            xs.iter().max().copied().unwrap_or(0),
+        )
+    };
+    let mut rates = Vec::new();
+    for (name, (commands, accepted, rate)) in names.iter().zip(seen) {
+        let (c_lo, c_hi) = range(&commands);
+        let accepted: Vec<u64> = accepted.iter().map(|&a| a as u64).collect();
+        let (a_lo, a_hi) = range(&accepted);
+        let rate = median(rate);
+        rates.push(rate);
+        println!(
+            "  {name:<30} {c_lo:>5}-{c_hi:<5} Redis commands, {a_lo}-{a_hi} accepted, {rate:>10.0} requests/s"
+        );
     }
     println!(
-        "  RedisTokenProvider / 0.1.5 throughput: {:.2}x",
-        median(ours_rate) / median(up_rate)
+        "  RedisTokenProvider / 0.1.5 throughput: {:.2}x; FredTokenProvider / 0.1.5: {:.2}x",
+        rates[0] / rates[2],
+        rates[1] / rates[2]
     );
 }
 

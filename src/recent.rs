@@ -14,8 +14,12 @@
 //! table is set-associative (16 ways): a token is forgotten only when 16
 //! newer tokens land in its set, oldest deadline first. Every slot is a
 //! seqlock: readers never write, so a token read by many threads at once
-//! stays in every core's cache. A read that races a write reports a miss,
-//! which is always safe: the store is the source of truth.
+//! stays in every core's cache. A read that races a write spins a moment for
+//! the writer (a few stores), and reports a miss only if the writer stays
+//! inside — always safe, since the store is the source of truth. A writer
+//! takes its victim slot only if it still holds what the writer chose, so
+//! two tokens inserted at once never overwrite each other: in a retry storm
+//! that would send the lost token's next request to the store.
 
 use crate::tier::{Owner, Seen};
 use std::hash::BuildHasher;
@@ -24,6 +28,8 @@ use tokio::time::Instant;
 
 /// Slots per set: a token survives at least this many newer tokens in its set.
 const WAYS: usize = 16;
+/// How many times a read retries while a writer is inside its slot.
+const READ_SPINS: usize = 64;
 
 const KIND_EMPTY: u64 = 0;
 const KIND_OURS: u64 = 1;
@@ -130,25 +136,27 @@ impl RecentTable {
         start
     }
 
-    /// Reads slot `i` consistently, or `None` if a writer raced the read.
+    /// Reads slot `i` consistently, or `None` if writers kept racing the
+    /// read for `READ_SPINS` tries.
     fn read(&self, i: usize) -> Option<(Fingerprint, u64, Seen, bool)> {
         let slot = &self.slots[i];
-        let before = slot.seq.load(Ordering::Acquire);
-        if before & 1 == 1 {
-            return None;
-        }
-        let tag = self.tags[i].load(Ordering::Relaxed);
-        let h2 = slot.h2.load(Ordering::Relaxed);
-        let deadline = self.deadlines[i].load(Ordering::Relaxed);
-        let kind = slot.kind.load(Ordering::Relaxed);
-        let owner = Owner::new(
-            slot.instance.load(Ordering::Relaxed),
-            slot.attempt.load(Ordering::Relaxed),
-        );
-        fence(Ordering::Acquire);
-        if slot.seq.load(Ordering::Relaxed) != before {
-            return None;
-        }
+        let (tag, h2, deadline, kind, owner) = (0..READ_SPINS).find_map(|_| {
+            let before = slot.seq.load(Ordering::Acquire);
+            if before & 1 == 1 {
+                std::hint::spin_loop();
+                return None;
+            }
+            let tag = self.tags[i].load(Ordering::Relaxed);
+            let h2 = slot.h2.load(Ordering::Relaxed);
+            let deadline = self.deadlines[i].load(Ordering::Relaxed);
+            let kind = slot.kind.load(Ordering::Relaxed);
+            let owner = Owner::new(
+                slot.instance.load(Ordering::Relaxed),
+                slot.attempt.load(Ordering::Relaxed),
+            );
+            fence(Ordering::Acquire);
+            (slot.seq.load(Ordering::Relaxed) == before).then_some((tag, h2, deadline, kind, owner))
+        })?;
         let seen = match kind & !SEEN_AGAIN {
             KIND_OURS => Seen::Ours(owner),
             KIND_THEIRS => Seen::Theirs,
@@ -160,6 +168,23 @@ impl RecentTable {
 
     /// Writes slot `i` under its seqlock; `None` empties it.
     fn write(&self, i: usize, entry: Option<(Fingerprint, u64, Seen, bool)>) {
+        let seq = self.lock(i);
+        self.store(i, entry);
+        self.unlock(i, seq);
+    }
+
+    /// Slot `i`'s tag and deadline, read without the seqlock: what a writer
+    /// compares, under the lock, with what chose the slot as its victim.
+    fn snapshot(&self, i: usize) -> (u64, u64) {
+        (
+            self.tags[i].load(Ordering::Relaxed),
+            self.deadlines[i].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Enters slot `i`'s seqlock as its writer; answers the (even) sequence
+    /// number it found, for [`unlock`](Self::unlock).
+    fn lock(&self, i: usize) -> u64 {
         let slot = &self.slots[i];
         let mut seq = slot.seq.load(Ordering::Relaxed);
         loop {
@@ -179,6 +204,17 @@ impl RecentTable {
             }
         }
         fence(Ordering::Release);
+        seq
+    }
+
+    /// Leaves slot `i`'s seqlock entered at `seq`.
+    fn unlock(&self, i: usize, seq: u64) {
+        self.slots[i].seq.store(seq + 2, Ordering::Release);
+    }
+
+    /// Stores `entry` in slot `i`, whose seqlock the caller holds.
+    fn store(&self, i: usize, entry: Option<(Fingerprint, u64, Seen, bool)>) {
+        let slot = &self.slots[i];
         let (fp, deadline, kind, owner) = match entry {
             None => (Fingerprint(0, 0), 0, KIND_EMPTY, Owner::new(0, 0)),
             Some((fp, deadline, seen, again)) => {
@@ -201,7 +237,6 @@ impl RecentTable {
         slot.kind.store(kind, Ordering::Relaxed);
         slot.instance.store(owner.instance(), Ordering::Relaxed);
         slot.attempt.store(owner.attempt(), Ordering::Relaxed);
-        slot.seq.store(seq + 2, Ordering::Release);
     }
 
     /// The slot holding `fp`, with its deadline, what it says, and whether it
@@ -255,28 +290,43 @@ impl RecentTable {
         deadline: Instant,
         again: bool,
     ) -> Option<Evicted> {
-        let deadline = self.at(deadline);
-        let (victim, evicted) = if let Some((i, ..)) = self.find(fp) {
-            (i, None)
-        } else {
-            let start = self.set_of(fp);
-            // Empty slots have deadline 0, so they go first.
-            let i = (start..start + WAYS)
-                .min_by_key(|&i| self.deadlines[i].load(Ordering::Relaxed))
-                .unwrap_or(start);
-            let evicted = self
-                .read(i)
-                .filter(|&(old, _, _, old_again)| old.0 != 0 && old_again)
-                .filter(|&(_, old_deadline, ..)| old_deadline > self.at(Instant::now()))
+        let entry = Some((fp, self.at(deadline), seen, again));
+        let start = self.set_of(fp);
+        // Each retry means another writer took the chosen slot first, so the
+        // set made progress; after `WAYS` of them, take the slot anyway.
+        for attempt in 0..=WAYS {
+            if let Some((i, ..)) = self.find(fp) {
+                self.write(i, entry);
+                return None;
+            }
+            // Empty slots have deadline 0, so they go first. The victim is
+            // taken only if it still holds the token and deadline that chose
+            // it: otherwise another writer took it meanwhile.
+            let (i, chosen) = (start..start + WAYS)
+                .map(|i| (i, self.snapshot(i)))
+                .min_by_key(|&(_, (_, deadline))| deadline)
+                .unwrap_or((start, (0, 0)));
+            // What the victim held (`None` when empty), for the main cache.
+            let old = self.read(i);
+            let seq = self.lock(i);
+            if self.snapshot(i) != chosen && attempt < WAYS {
+                self.unlock(i, seq);
+                continue;
+            }
+            self.store(i, entry);
+            self.unlock(i, seq);
+            let now = self.at(Instant::now());
+            return old
+                .filter(|&(old, old_deadline, _, old_again)| {
+                    (old.0, old_deadline) == chosen && old_again && old_deadline > now
+                })
                 .map(|(old, old_deadline, old_seen, _)| Evicted {
                     fingerprint: old,
                     seen: old_seen,
                     deadline: self.base + std::time::Duration::from_nanos(old_deadline),
                 });
-            (i, evicted)
-        };
-        self.write(victim, Some((fp, deadline, seen, again)));
-        evicted
+        }
+        None
     }
 
     /// Forgets `token`.
@@ -492,6 +542,32 @@ mod tests {
             false,
         );
         assert!(cold.is_none(), "a cold entry is dropped");
+    }
+
+    #[test]
+    fn tokens_inserted_at_once_never_overwrite_each_other() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(60);
+        for round in 0..500 {
+            let table = RecentTable::new(16); // one set: every insert contends
+            let start = std::sync::Barrier::new(2);
+            std::thread::scope(|scope| {
+                for writer in 0..2 {
+                    let (table, start) = (&table, &start);
+                    scope.spawn(move || {
+                        start.wait();
+                        for i in 0..8 {
+                            table.insert(&format!("{writer}-{i}"), Seen::Theirs, deadline);
+                        }
+                    });
+                }
+            });
+            let lost: Vec<String> = (0..2)
+                .flat_map(|w| (0..8).map(move |i| format!("{w}-{i}")))
+                .filter(|token| table.get(token, now).is_none())
+                .collect();
+            assert!(lost.is_empty(), "round {round}: lost {lost:?}");
+        }
     }
 
     #[test]
