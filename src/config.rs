@@ -211,7 +211,7 @@ impl RedisTokenConfig {
     }
 
     /// The longest one store call may take before it fails with
-    /// [`Error::Timeout`](crate::Error::Timeout): `operation_timeout`, plus
+    /// [`Error::Timeout`]: `operation_timeout`, plus
     /// `replica_ack_timeout` when `replica_acks` is set, because such a call
     /// deliberately waits for the replicas on top of its round trip.
     ///
