@@ -98,6 +98,7 @@ macro_rules! cluster_tests {
 
                 // The promoted master dies and its old master takes over again:
                 // the store still addresses a node that is gone.
+                cluster.wait_replicated(moved);
                 cluster.nodes[moved].stop();
                 cluster.wait_ok(Duration::from_secs(30));
                 let last = keys("last");

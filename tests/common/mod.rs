@@ -520,6 +520,41 @@ impl RedisCluster {
         replica
     }
 
+    /// Waits until every replica of master `master` has all of its writes
+    /// (replication offsets equal), so stopping it loses nothing.
+    pub fn wait_replicated(&self, master: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = self.nodes[master].cli(&["INFO", "replication"]);
+            // master_repl_offset:N, and slaveK:ip=…,port=…,state=…,offset=N,lag=…
+            let master_offset = info.lines().find_map(|l| {
+                l.strip_prefix("master_repl_offset:")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            });
+            let replicas: Vec<u64> = info
+                .lines()
+                .filter(|l| l.starts_with("slave"))
+                .filter_map(|l| {
+                    l.split(',')
+                        .find_map(|kv| kv.strip_prefix("offset=")?.parse().ok())
+                })
+                .collect();
+            if let Some(offset) = master_offset
+                && !replicas.is_empty()
+                && replicas.iter().all(|&r| r >= offset)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replicas of node {master} did not catch up within 10 s:\n{info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Keys held by each running master.
     pub fn keys_per_master(&self) -> Vec<u64> {
         self.nodes
